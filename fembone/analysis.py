@@ -68,7 +68,7 @@ class LoadCaseResult:
         }
         if self.points:
             out["points"] = self.points
-        out.update(self.extra)
+        out.update({k: _jsonable(v) for k, v in self.extra.items() if not k.startswith("_")})
         return out
 
 
@@ -98,7 +98,7 @@ class Result:
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "units": {"length": "mm", "force": "N", "stress": "MPa", "moment": "N mm"},
             "loadcases": {k: v.summary() for k, v in self.loadcases.items()},
-            **({"meta": _jsonable(m.meta)} if m.meta else {}),
+            "meta": _jsonable({k: v for k, v in m.meta.items() if not k.startswith("_")}),
         }
 
 
@@ -222,6 +222,8 @@ def postprocess(
     for pname, rp in model.points.items():
         d = u[model.layout.extra_dofs(rp.index)[0]]
         res.points[pname] = [float(x) for x in d]
+    for post in model.postprocessors:
+        res.extra.update(post(model, geom, res))
     return res
 
 

@@ -79,6 +79,10 @@ MESH_SOURCES: dict[str, Callable[[CaseContext, Any, str], Mesh]] = {}
 MODEL_SECTIONS: dict[str, Callable[[CaseContext, Any, str], None]] = {}
 #: extra load entry kinds: key -> handler(ctx, entry, path) -> (n_dofs,) vector
 LOAD_KINDS: dict[str, Callable] = {}
+#: alternative material sources: hook(ctx, spec, path) -> (name -> Material, element material ids) or None
+MATERIAL_MODES: list[Callable] = []
+#: hooks run after materials and model sections, before constraints: hook(ctx)
+MODEL_HOOKS: list[Callable] = []
 
 
 def load_case(path: str | Path, overrides: dict | None = None) -> Model:
@@ -133,13 +137,19 @@ def _build(ctx: CaseContext, data: dict, name: str) -> Model:
         raise InputError("missing required key 'mesh'", "")
     ctx.mesh = mesh
     # -- materials and assignment
-    mats = S.mapping(data.get("materials", {}), "materials")
     ctx.materials = {}
-    for mname, spec in mats.items():
-        ctx.materials[mname] = make_material(mname, spec, f"materials.{mname}")
+    material_id = np.full(mesh.n_elements, -1)
+    for mode in MATERIAL_MODES:
+        found = mode(ctx, data.get("materials"), "materials")
+        if found is not None:
+            ctx.materials, material_id = found
+            break
+    else:
+        mats = S.mapping(data.get("materials", {}), "materials")
+        for mname, spec in mats.items():
+            ctx.materials[mname] = make_material(mname, spec, f"materials.{mname}")
     materials = list(ctx.materials.values())
     mat_index = {m.name: i for i, m in enumerate(materials)}
-    material_id = np.full(mesh.n_elements, -1)
     assign = S.seq(data.get("assign", []), "assign")
     if not assign and len(materials) == 1:
         assign = [{"material": materials[0].name}]
@@ -151,7 +161,7 @@ def _build(ctx: CaseContext, data: dict, name: str) -> Model:
             raise InputError(f"unknown material '{mname}' (defined: {', '.join(mat_index) or 'none'})", f"{p}.material")
         ids = select_elements(mesh, entry.get("where"), f"{p}.where")
         material_id[ids] = mat_index[mname]
-    if not materials and not any(k in data for k in MODEL_SECTIONS):
+    if not materials:
         raise InputError("missing required key 'materials'", "")
     layout = DofLayout(mesh.n_nodes)
     model = Model(
@@ -166,6 +176,8 @@ def _build(ctx: CaseContext, data: dict, name: str) -> Model:
     for key, handler in MODEL_SECTIONS.items():
         if key in data:
             handler(ctx, data[key], key)
+    for hook in MODEL_HOOKS:
+        hook(ctx)
     missing = np.flatnonzero(model.material_id < 0)
     if len(missing):
         raise InputError(
@@ -379,3 +391,8 @@ def _solver(model: Model, spec, path: str) -> None:
     else:
         name = S.string(spec, path, choices=("auto",) + tuple(SOLVERS))
     model.solver = name
+
+
+# Register the vertebra sections (lesions, cement, load presets, ...); imported last because
+# that module extends the registries defined above.
+import fembone.vertebra_model  # noqa: E402,F401

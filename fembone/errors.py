@@ -33,3 +33,20 @@ class SolverError(FemboneError, RuntimeError):
 
 class ModelError(InputError):
     """The model is well-formed but cannot be solved as posed (e.g. a free rigid-body motion)."""
+
+
+def show(value) -> str:
+    """A short repr of a user value for an error message (bounded, even for huge or recursive data)."""
+    return _SHORT.repr(value)
+
+
+def _short_repr():
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxdict, r.maxlist, r.maxtuple, r.maxset = 2, 4, 4, 4, 4
+    r.maxstring, r.maxother, r.maxlong = 60, 60, 40
+    return r
+
+
+_SHORT = _short_repr()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fembone.errors import InputError
+from fembone.errors import InputError, show
 
 _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -13,7 +13,7 @@ _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 def parse_path(path: str) -> list[str | int]:
     """'a.b[0].c' -> ['a', 'b', 0, 'c']; malformed paths are input errors."""
     if not isinstance(path, str) or not path:
-        raise InputError(f"invalid key path {path!r}")
+        raise InputError(f"invalid key path {show(path)}")
     out: list[str | int] = []
     pos = 0
     for m in _TOKEN.finditer(path):
@@ -33,7 +33,7 @@ def get_path(data: Any, path: str) -> Any:
         try:
             cur = cur[tok]
         except (KeyError, IndexError, TypeError):
-            raise InputError(f"key path '{path}' does not exist in the case (at {tok!r})") from None
+            raise InputError(f"key path '{path}' does not exist in the case (at {show(tok)})") from None
     return cur
 
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fembone.errors import InputError
+from fembone.errors import InputError, show
 
 #: Voigt index of the symmetric pair (a, b): xx yy zz xy yz xz
 VOIGT = np.array([[0, 3, 5], [3, 1, 4], [5, 4, 2]])
@@ -141,6 +141,12 @@ class TransverseIsotropic(Material):
         for key in ("E_axial", "E_transverse", "G_axial"):
             if not getattr(self, key) > 0:
                 raise InputError(f"{key} = {getattr(self, key)} must be > 0 MPa", where)
+        if not -1.0 < self.nu_transverse < 1.0:  # G_t = E_t / (2 (1 + nu_t)) must be positive and finite
+            raise InputError(
+                f"nu_transverse = {self.nu_transverse} must satisfy -1 < nu_transverse < 1 "
+                "(elastic constants would not be positive definite)",
+                where,
+            )
         a = np.asarray(self.axis, float)
         if a.shape != (3,) or not np.linalg.norm(a) > 0:
             raise InputError(f"axis = {list(self.axis)} must be a non-zero 3-vector", where)
@@ -225,10 +231,10 @@ def make_material(name: str, spec: dict, where: str | None = None) -> Material:
             raise InputError(f"unknown key (expected one of: {', '.join(known)})", f"{where}.{key}")
         if key == "axis":
             if not (isinstance(value, list | tuple) and len(value) == 3 and all(_is_number(v) for v in value)):
-                raise InputError(f"expected a list of 3 numbers, got {value!r}", f"{where}.{key}")
+                raise InputError(f"expected a list of 3 numbers, got {show(value)}", f"{where}.{key}")
             value = tuple(float(v) for v in value)
         elif not _is_number(value):
-            raise InputError(f"expected a number, got {value!r}", f"{where}.{key}")
+            raise InputError(f"expected a number, got {show(value)}", f"{where}.{key}")
         else:
             value = float(value)
         kwargs[key] = value
@@ -241,4 +247,9 @@ def make_material(name: str, spec: dict, where: str | None = None) -> Material:
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    try:
+        return bool(np.isfinite(float(v)))
+    except OverflowError:  # an int too large for a float
+        return False

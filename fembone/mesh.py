@@ -8,7 +8,10 @@ whose nodes all lie in an Abaqus NSET) in ``facet_sets`` as (nf, 3|6) node ids.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,10 +221,18 @@ def read_mesh(path: str | Path, order: int | None = None, check: bool = True) ->
     src = str(path)
     if not path.is_file():
         raise InputError("mesh file not found", src)
+    # meshio prints its reader errors and then calls sys.exit(1) when no reader accepts the
+    # file: keep its chatter off the terminal and turn the exit into one input error
+    chatter = io.StringIO()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
             warnings.simplefilter("ignore")
             m = meshio.read(path)
+    except SystemExit:
+        text = " ".join(chatter.getvalue().split())
+        fmt = re.search(r" as (?:either of )?([\w, -]+)$", text)
+        what = f"not a valid {fmt.group(1).replace(', ', ' or ')} file" if fmt else "not a mesh meshio can read"
+        raise InputError(f"cannot read mesh ({what})", src) from None
     except Exception as exc:  # meshio raises many types; report them as one input error
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"cannot read mesh ({msg})", src) from None

@@ -56,6 +56,10 @@ class Model:
     solver: str | None = None
     solver_options: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    #: extra per-element fields written to VTU (e.g. lesion and cement volume fractions)
+    cell_data: dict[str, np.ndarray] = field(default_factory=dict)
+    #: functions (model, geometry, load-case result) -> dict of metrics merged into the summary
+    postprocessors: list = field(default_factory=list)
 
     @property
     def n_dofs(self) -> int:

@@ -51,8 +51,8 @@ def loadcase_mesh(result: Result, lc: LoadCaseResult):
         "equivalent_strain": [equivalent_strain(f.strain)],
         "material": [model.material_id.astype(np.int32)],
     }
-    for key, val in lc.extra.get("_cell_data", {}).items():
-        cell_data[key] = [val]
+    for key, val in {**model.cell_data, **lc.extra.get("_cell_data", {})}.items():
+        cell_data[key] = [np.asarray(val)]
     point_data = {
         "displacement": f.displacement,
         "stress_nodal": sym6(f.nodal_stress),

@@ -7,22 +7,42 @@ offending key, e.g. ``loadcases.tip[0].where.plane``.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from fembone.errors import InputError
+from fembone.errors import InputError, show
 
 
 class _Loader(yaml.SafeLoader):
     """Safe YAML (no object construction from tags) that rejects duplicate keys."""
+
+    def construct_object(self, node, deep=False):
+        # scalar constructors raise plain Python errors on bad values ('2020-02-30',
+        # '!!int abc', '!!bool maybe'): report them as YAML errors at the node's line
+        try:
+            return super().construct_object(node, deep=deep)
+        except (yaml.YAMLError, RecursionError):
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+            tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+            value = f" {show(node.value)}" if isinstance(node, yaml.ScalarNode) else ""
+            detail = f" ({str(exc).splitlines()[0]})" if isinstance(exc, ValueError) and str(exc) else ""
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read{value} as {tag}{detail}", node.start_mark
+            ) from None
 
 
 def _construct_mapping(loader, node, deep=False):
     seen = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a mapping key must be a plain value, got {_tname(key)}", key_node.start_mark
+            )
         if key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
         seen.add(key)
@@ -67,7 +87,7 @@ def mapping(value, path: str, allowed: tuple[str, ...] | None = None, required: 
         raise InputError(f"expected a mapping, got {_tname(value)}", path)
     for k in value:
         if not isinstance(k, str):
-            raise InputError(f"keys must be strings, got {k!r}", path)
+            raise InputError(f"keys must be strings, got {show(k)}", path)
         if allowed is not None and k not in allowed:
             raise InputError(f"unknown key (expected one of: {', '.join(allowed)})", join(path, k))
     for k in required:
@@ -83,8 +103,8 @@ def seq(value, path: str) -> list:
 
 
 def number(value, path: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InputError(f"expected a number, got {value!r}", path)
+    if not is_number(value):
+        raise InputError(f"expected a number, got {show(value)}", path)
     v = float(value)
     if lo is not None and (v < lo or (lo_open and v == lo)):
         raise InputError(f"must be {'>' if lo_open else '>='} {lo:g}, got {v:g}", path)
@@ -93,9 +113,19 @@ def number(value, path: str, lo: float | None = None, hi: float | None = None, l
     return v
 
 
+def is_number(value) -> bool:
+    """A finite int or float (not a bool; ints too large for a float are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def integer(value, path: str, lo: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"expected an integer, got {value!r}", path)
+        raise InputError(f"expected an integer, got {show(value)}", path)
     if lo is not None and value < lo:
         raise InputError(f"must be >= {lo}, got {value}", path)
     return value
@@ -103,7 +133,7 @@ def integer(value, path: str, lo: int | None = None) -> int:
 
 def string(value, path: str, choices: tuple[str, ...] | None = None) -> str:
     if not isinstance(value, str):
-        raise InputError(f"expected a string, got {value!r}", path)
+        raise InputError(f"expected a string, got {show(value)}", path)
     if choices is not None and value not in choices:
         raise InputError(f"unknown value '{value}' (expected one of: {', '.join(choices)})", path)
     return value
@@ -111,7 +141,7 @@ def string(value, path: str, choices: tuple[str, ...] | None = None) -> str:
 
 def vector(value, path: str, n: int = 3, allow_none: bool = False) -> list:
     if not isinstance(value, list) or len(value) != n:
-        raise InputError(f"expected a list of {n} numbers, got {value!r}", path)
+        raise InputError(f"expected a list of {n} numbers, got {show(value)}", path)
     out = []
     for i, v in enumerate(value):
         if v is None and allow_none:
@@ -123,7 +153,7 @@ def vector(value, path: str, n: int = 3, allow_none: bool = False) -> list:
 
 def boolean(value, path: str) -> bool:
     if not isinstance(value, bool):
-        raise InputError(f"expected true or false, got {value!r}", path)
+        raise InputError(f"expected true or false, got {show(value)}", path)
     return value
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fembone.errors import InputError
+from fembone.errors import InputError, show
 from fembone.mesh import Mesh
 
 SHAPES = ("set", "plane", "box", "sphere", "ellipsoid", "cylinder")
@@ -27,17 +27,22 @@ SHAPES = ("set", "plane", "box", "sphere", "ellipsoid", "cylinder")
 
 def _vec(v, n, path, name) -> np.ndarray:
     if not (isinstance(v, list | tuple) and len(v) == n and all(_num(x) for x in v)):
-        raise InputError(f"expected a list of {n} numbers, got {v!r}", f"{path}.{name}")
+        raise InputError(f"expected a list of {n} numbers, got {show(v)}", f"{path}.{name}")
     return np.asarray(v, float)
 
 
 def _num(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x)
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return False
+    try:
+        return bool(np.isfinite(float(x)))
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _scalar(v, path, name, positive=True) -> float:
     if not _num(v) or (positive and v <= 0):
-        raise InputError(f"expected a {'positive ' if positive else ''}number, got {v!r}", f"{path}.{name}")
+        raise InputError(f"expected a {'positive ' if positive else ''}number, got {show(v)}", f"{path}.{name}")
     return float(v)
 
 
@@ -112,14 +117,14 @@ def region(where: dict, path: str, scale: float = 1.0) -> Callable[[np.ndarray],
 def _check_where(mesh: Mesh, where, path) -> tuple[str, object]:
     if not isinstance(where, dict) or len(where) != 1:
         raise InputError(
-            f"a selector is a mapping with one of: {', '.join(SHAPES)} (got {where!r})", path
+            f"a selector is a mapping with one of: {', '.join(SHAPES)} (got {show(where)})", path
         )
     (kind, spec), = where.items()
     if kind not in SHAPES:
         raise InputError(f"unknown selector (expected one of: {', '.join(SHAPES)})", f"{path}.{kind}")
     if kind == "set":
         if not isinstance(spec, str):
-            raise InputError(f"expected a set name, got {spec!r}", f"{path}.set")
+            raise InputError(f"expected a set name, got {show(spec)}", f"{path}.set")
         if spec not in mesh.cell_sets and spec not in mesh.facet_sets:
             known = sorted(set(mesh.cell_sets) | set(mesh.facet_sets)) or ["none"]
             raise InputError(f"no set '{spec}' in mesh {mesh.source} (sets: {', '.join(known)})", f"{path}.set")

@@ -54,6 +54,7 @@ __all__ = [
 VOLUME_GROUPS = ("cortical_shell", "trabecular", "posterior_elements")
 SURFACE_GROUPS = ("endplate_superior", "endplate_inferior", "posterior_wall")
 
+STEP_P, STEP_R = 2, 3  # spline through every 2nd (posterior) / 3rd point of the 360-point section
 _GMSH_LOCK = threading.Lock()  # gmsh is a process-wide singleton and not thread-safe
 
 
@@ -302,8 +303,8 @@ def _section_wire(occ, pts: np.ndarray, z: float, j_left: int, j_right: int) -> 
                 keep.append(idx[-1])
         return keep
 
-    posterior = arc(j_left, j_right, 6)
-    rest = arc(j_right, j_left, 10)
+    posterior = arc(j_left, j_right, STEP_P)
+    rest = arc(j_right, j_left, STEP_R)
     tags = {}
 
     def pt(i: int) -> int:
@@ -469,7 +470,6 @@ def generate_vertebra(
             gmsh.option.setNumber("General.Terminal", 1 if verbose else 0)
             gmsh.option.setNumber("General.Verbosity", 5 if verbose else 2)
             gmsh.model.add(model)
-            gmsh.option.setNumber("Geometry.OCCBoundsUseStl", 1)  # tight boxes for BSpline faces
             _build_and_mesh(gmsh, dims, lay, float(size), int(order), float(shell_thickness))
             gmsh.option.setNumber("Mesh.MshFileVersion", 4.1)
             gmsh.option.setNumber("Mesh.Binary", 1)
@@ -505,29 +505,8 @@ def _build_and_mesh(gmsh, dims: VertebraDims, lay: _Layout, size: float, order: 
     if not (core and shell and posterior):
         raise FemboneError(f"{dims.level}: fragmenting body, core and posterior elements failed")
 
-    H = dims.body_height
-    sup, inf, pw = [], [], []
-    for tg in shell:
-        _, faces = gmsh.model.getAdjacencies(3, tg)
-        for f in faces:
-            up, _ = gmsh.model.getAdjacencies(2, int(f))
-            if len(up) != 1:
-                continue  # interface with the core or the posterior elements
-            x0, y0, z0, x1, y1, z1 = gmsh.model.getBoundingBox(2, int(f))
-            if z0 > 0.5 * H - dims.endplate_dish - 0.5 * t:
-                sup.append(int(f))
-            elif z1 < -0.5 * H + dims.endplate_dish + 0.5 * t:
-                inf.append(int(f))
-            elif x0 > -lay.xw - 0.5 and x1 < lay.xw + 0.5 and y1 < 0.0 and z1 - z0 > 0.9 * H:
-                pw.append(int(f))
-    if not sup or not inf or len(pw) != 1:
-        raise FemboneError(
-            f"{dims.level}: could not identify body surfaces (superior {sup}, inferior {inf}, posterior wall {pw})"
-        )
     for name, tags in zip(VOLUME_GROUPS, (shell, core, posterior)):
         gmsh.model.addPhysicalGroup(3, sorted(tags), name=name)
-    for name, tags in zip(SURFACE_GROUPS, (sup, inf, pw)):
-        gmsh.model.addPhysicalGroup(2, sorted(tags), name=name)
 
     h_shell = min(size, 2.0 * t)
     f = gmsh.model.mesh.field.add("Constant")
@@ -545,6 +524,7 @@ def _build_and_mesh(gmsh, dims: VertebraDims, lay: _Layout, size: float, order: 
     gmsh.option.setNumber("Mesh.OptimizeNetgen", 1)
     gmsh.option.setNumber("Mesh.ElementOrder", 1)
     gmsh.model.mesh.generate(3)
+    _surface_groups(gmsh, dims, lay, shell, t)
     if order == 2:
         gmsh.option.setNumber("Mesh.HighOrderOptimize", 2)
         gmsh.model.mesh.setOrder(2)
@@ -554,6 +534,36 @@ def _build_and_mesh(gmsh, dims: VertebraDims, lay: _Layout, size: float, order: 
             gmsh.model.mesh.setOrder(2)
     if _min_det_jac(gmsh) <= 0.0:
         raise FemboneError(f"{dims.level}: mesh has inverted tetrahedra; try another size")
+
+
+def _surface_groups(gmsh, dims: VertebraDims, lay: _Layout, shell: set[int], t: float) -> None:
+    """Name the outer faces of the shell from the bounding boxes of their mesh nodes.
+
+    (OpenCASCADE boxes of BSpline faces are loose; mesh nodes give tight ones.)
+    """
+    H = dims.body_height
+    sup, inf, pw = [], [], []
+    for tg in sorted(shell):
+        _, faces = gmsh.model.getAdjacencies(3, tg)
+        for f in faces:
+            up, _ = gmsh.model.getAdjacencies(2, int(f))
+            if len(up) != 1:
+                continue  # interface with the core or the posterior elements
+            _, xyz, _ = gmsh.model.mesh.getNodes(2, int(f), includeBoundary=True)
+            xyz = np.asarray(xyz).reshape(-1, 3)
+            (x0, y0, z0), (x1, y1, z1) = xyz.min(axis=0), xyz.max(axis=0)
+            if z0 > 0.5 * H - dims.endplate_dish - 0.5 * t:
+                sup.append(int(f))
+            elif z1 < -0.5 * H + dims.endplate_dish + 0.5 * t:
+                inf.append(int(f))
+            elif x0 > -lay.xw - 0.5 and x1 < lay.xw + 0.5 and y1 < 0.0 and z1 - z0 > 0.9 * H:
+                pw.append(int(f))
+    if not sup or not inf or len(pw) != 1:
+        raise FemboneError(
+            f"{dims.level}: could not identify body surfaces (superior {sup}, inferior {inf}, posterior wall {pw})"
+        )
+    for name, tags in zip(SURFACE_GROUPS, (sup, inf, pw)):
+        gmsh.model.addPhysicalGroup(2, sorted(tags), name=name)
 
 
 def _min_det_jac(gmsh) -> float:
