@@ -151,8 +151,8 @@ def write_ccx_input(label: str) -> Path:
     f = model.loads["push"][: 3 * mesh.n_nodes].reshape(-1, 3)
     base = np.flatnonzero(np.abs(pts[:, 2]) < 1e-6) + 1
     top = np.flatnonzero(np.abs(pts[:, 2] - HEIGHT) < 1e-6) + 1
-    # gmsh tet10 mid-edge order (01 12 20 03 23 13) -> Abaqus/CalculiX (01 12 20 03 13 23)
-    cells = mesh.cells[:, [0, 1, 2, 3, 4, 5, 6, 7, 9, 8]] + 1
+    # fembone (= meshio/VTK) tet10 order, mid-edges 01 12 20 03 13 23, is CalculiX's C3D10 order
+    cells = mesh.cells + 1
     lines = ["*HEADING", f"vertebra-like {label}", "*NODE, NSET=NALL"]
     lines += [f"{i + 1},{x:.12g},{y:.12g},{z:.12g}" for i, (x, y, z) in enumerate(pts)]
     lines.append("*ELEMENT, TYPE=C3D10, ELSET=EALL")

@@ -115,7 +115,7 @@ def build_model(data: Any, base: Path | str = ".", source: str = "<case>") -> Mo
         if k not in allowed:
             raise InputError(f"unknown key (expected one of: {', '.join(allowed)})", f"{source}: {k}")
     ctx = CaseContext(data, Path(base), source)
-    name = S.string(data.get("name", Path(source).stem), "name")
+    name = S.string(data.get("name", Path(source).stem), f"{source}: name")
     try:
         return _build(ctx, data, name)
     except InputError as exc:
@@ -213,6 +213,8 @@ def _mesh(ctx: CaseContext, spec, path: str) -> Mesh:
     else:
         file = S.string(spec, path)
     p = ctx.path(file, path)
+    if p.is_dir():
+        raise InputError(f"{p} is a folder, not a mesh file", path)
     if not p.is_file():
         raise InputError(f"mesh file not found: {p}", path)
     return read_mesh(p, order=order)

@@ -18,7 +18,11 @@ def parse_path(path: str) -> list[str | int]:
     pos = 0
     for m in _TOKEN.finditer(path):
         sep = path[pos : m.start()]
-        if sep not in ("", ".") or (sep == "" and pos > 0 and m.group(1) is not None):
+        if (
+            sep not in ("", ".")
+            or (sep == "" and pos > 0 and m.group(1) is not None)  # 'a[0]b'
+            or (sep == "." and (pos == 0 or m.group(2) is not None))  # '.a', 'a.[0]'
+        ):
             raise InputError(f"invalid key path '{path}'")
         out.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
         pos = m.end()
@@ -30,7 +34,11 @@ def parse_path(path: str) -> list[str | int]:
 def get_path(data: Any, path: str) -> Any:
     cur = data
     for tok in parse_path(path):
+        # an index only into a list, a key only into a mapping (not 'name[0]' -> first letter)
+        ok = isinstance(cur, list) if isinstance(tok, int) else isinstance(cur, dict)
         try:
+            if not ok:
+                raise TypeError
             cur = cur[tok]
         except (KeyError, IndexError, TypeError):
             raise InputError(f"key path '{path}' does not exist in the case (at {show(tok)})") from None

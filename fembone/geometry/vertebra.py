@@ -519,16 +519,18 @@ def _build_and_mesh(gmsh, dims: VertebraDims, lay: _Layout, size: float, order: 
     gmsh.option.setNumber("Mesh.MeshSizeMin", 0.25 * h_shell)
     gmsh.option.setNumber("Mesh.MeshSizeFromPoints", 0)
     gmsh.option.setNumber("Mesh.MeshSizeFromCurvature", 0)
-    gmsh.option.setNumber("Mesh.MeshSizeExtendFromBoundary", 1)
+    gmsh.option.setNumber("Mesh.MeshSizeExtendFromBoundary", 0)  # core grows to `size`
     gmsh.option.setNumber("Mesh.Optimize", 1)
     gmsh.option.setNumber("Mesh.OptimizeNetgen", 1)
     gmsh.option.setNumber("Mesh.ElementOrder", 1)
     gmsh.model.mesh.generate(3)
     _surface_groups(gmsh, dims, lay, shell, t)
     if order == 2:
-        gmsh.option.setNumber("Mesh.HighOrderOptimize", 2)
-        gmsh.model.mesh.setOrder(2)
-        if _min_det_jac(gmsh) <= 0.0:  # curved boundary tets folded: use straight-sided tet10
+        gmsh.model.mesh.setOrder(2)  # mid-edge nodes on the CAD surfaces
+        if _min_det_jac(gmsh) <= 0.0:  # a curved boundary tet folded: untangle it
+            gmsh.option.setNumber("Mesh.HighOrderOptimize", 2)
+            gmsh.model.mesh.optimize("HighOrderElastic")
+        if _min_det_jac(gmsh) <= 0.0:  # still folded: straight-sided tet10
             gmsh.option.setNumber("Mesh.SecondOrderLinear", 1)
             gmsh.model.mesh.setOrder(1)
             gmsh.model.mesh.setOrder(2)
