@@ -123,7 +123,10 @@ def assemble(model: Model, assembler: Assembler | None = None) -> tuple[Assemble
         K = assembler.matrix(*lame, fmt="csr")
     else:
         K = assembler.matrix(C=model.C, fmt="csr")
+    n = model.n_dofs
     for Kx in model.meta.get("_extra_stiffness", []):
+        Kx = sp.csr_matrix(Kx)
+        Kx.resize((n, n))  # extra nodes added after this matrix was built have no entries in it
         K = K + Kx
     return assembler, K.tocsr()
 

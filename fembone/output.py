@@ -61,7 +61,36 @@ def loadcase_mesh(result: Result, lc: LoadCaseResult):
     }
     for key, val in lc.extra.get("_point_data", {}).items():
         point_data[key] = val
-    return meshio.Mesh(mesh.points, cells, point_data=point_data, cell_data=cell_data)
+    lines = model.meta.get("_lines")
+    if not lines:
+        return meshio.Mesh(mesh.points, cells, point_data=point_data, cell_data=cell_data)
+    # screws: line cells on extra nodes appended after the mesh nodes, with their own fields
+    nn = mesh.n_nodes
+    ext = model.layout.extra_points
+    pts = np.vstack([mesh.points, ext])
+    conn = np.vstack([l for _, l in lines]) + nn
+    ue = lc.u[3 * nn :].reshape(-1, 6)[:, :3] if len(ext) else np.zeros((0, 3))
+    pd = {}
+    for k, v in point_data.items():
+        pad = np.zeros((len(ext),) + v.shape[1:]) if k != "displacement" else ue
+        pd[k] = np.concatenate([v, pad])
+    ld = lc.extra.get("_line_data", {})
+    nl = len(conn)
+    cd = {}
+    for k, v in cell_data.items():
+        arr = v[0]
+        if k in ld:
+            line_val = np.asarray(ld[k], arr.dtype)
+        elif k == "material":
+            line_val = np.full(nl, len(model.materials), arr.dtype)
+        else:
+            line_val = np.zeros((nl,) + arr.shape[1:], arr.dtype)
+        cd[k] = [arr, line_val]
+    for k, v in ld.items():
+        if k not in cd:
+            cd[k] = [np.zeros(mesh.n_elements), np.asarray(v, float)]
+    cd["screw"] = [np.full(mesh.n_elements, -1, np.int32), np.concatenate([np.full(len(l), i, np.int32) for i, (_, l) in enumerate(lines)])]
+    return meshio.Mesh(pts, cells + [("line", conn)], point_data=pd, cell_data=cd)
 
 
 def write_vtu(result: Result, lc: LoadCaseResult, path: Path) -> Path:

@@ -403,11 +403,18 @@ def _oriented(mesh: Mesh, name: str) -> np.ndarray:
     return orient_faces(mesh, mesh.facet_sets[name])[0]
 
 
+def _screws_section(ctx, spec, path):
+    from fembone.screws import _section
+
+    _section(ctx, spec, path)
+
+
 # -- registration -------------------------------------------------------------------------
 MESH_SOURCES["vertebra"] = _vertebra_mesh
 MATERIAL_MODES.append(_materials_mode)
 MODEL_SECTIONS["boundary"] = _boundary
 MODEL_SECTIONS["lesions"] = _lesions
 MODEL_SECTIONS["cement"] = _cement
+MODEL_SECTIONS["screws"] = _screws_section
 MODEL_HOOKS.append(_finish)
 LOAD_KINDS["preset"] = _preset_load

@@ -518,7 +518,7 @@ def _build_and_mesh(gmsh, dims: VertebraDims, lay: _Layout, size: float, order: 
     gmsh.option.setNumber("Mesh.MeshSizeMax", size)
     gmsh.option.setNumber("Mesh.MeshSizeMin", 0.25 * h_shell)
     gmsh.option.setNumber("Mesh.MeshSizeFromPoints", 0)
-    gmsh.option.setNumber("Mesh.MeshSizeFromCurvature", 0)
+    gmsh.option.setNumber("Mesh.MeshSizeFromCurvature", 8)  # >= 8 elements per 2 pi on small radii (processes)
     gmsh.option.setNumber("Mesh.MeshSizeExtendFromBoundary", 0)  # core grows to `size`
     gmsh.option.setNumber("Mesh.Optimize", 1)
     gmsh.option.setNumber("Mesh.OptimizeNetgen", 1)
@@ -527,10 +527,7 @@ def _build_and_mesh(gmsh, dims: VertebraDims, lay: _Layout, size: float, order: 
     _surface_groups(gmsh, dims, lay, shell, t)
     if order == 2:
         gmsh.model.mesh.setOrder(2)  # mid-edge nodes on the CAD surfaces
-        if _min_det_jac(gmsh) <= 0.0:  # a curved boundary tet folded: untangle it
-            gmsh.option.setNumber("Mesh.HighOrderOptimize", 2)
-            gmsh.model.mesh.optimize("HighOrderElastic")
-        if _min_det_jac(gmsh) <= 0.0:  # still folded: straight-sided tet10
+        if not _straighten_inverted(gmsh):  # still folded: straight-sided tet10 everywhere
             gmsh.option.setNumber("Mesh.SecondOrderLinear", 1)
             gmsh.model.mesh.setOrder(1)
             gmsh.model.mesh.setOrder(2)
@@ -566,6 +563,44 @@ def _surface_groups(gmsh, dims: VertebraDims, lay: _Layout, shell: set[int], t: 
         )
     for name, tags in zip(SURFACE_GROUPS, (sup, inf, pw)):
         gmsh.model.addPhysicalGroup(2, sorted(tags), name=name)
+
+
+def _straighten_inverted(gmsh, max_passes: int = 4) -> bool:
+    """Put the mid-edge nodes of tet10s with det J <= 0 back on their chords.
+
+    Curving mid-edge nodes onto the CAD surfaces folds a few thin tets where
+    the posterior-wall seam meets an endplate; straightening those edges (and
+    so the neighbours sharing them) unfolds them.  Returns True when no
+    inverted tet is left.
+    """
+    _, _, _, _, ref, _ = gmsh.model.mesh.getElementProperties(11)
+    ref = np.asarray(ref).reshape(10, 3)
+    pairs = []
+    for k in range(4, 10):
+        for i in range(4):
+            for j in range(i + 1, 4):
+                if np.allclose(0.5 * (ref[i] + ref[j]), ref[k]):
+                    pairs.append((k, i, j))
+    for _ in range(max_passes):
+        etypes, etags, enodes = gmsh.model.mesh.getElements(3)
+        bad_any = False
+        for et, tags, nodes in zip(etypes, etags, enodes):
+            if et != 11 or not len(tags):
+                continue
+            q = np.asarray(gmsh.model.mesh.getElementQualities(tags, "minDetJac"))
+            bad = np.nonzero(q <= 0.0)[0]
+            if not len(bad):
+                continue
+            bad_any = True
+            conn = np.asarray(nodes).reshape(-1, 10)[bad]
+            for row in conn:
+                xyz = {int(n): np.asarray(gmsh.model.mesh.getNode(int(n))[0]) for n in row[:4]}
+                for k, i, j in pairs:
+                    mid = 0.5 * (xyz[int(row[i])] + xyz[int(row[j])])
+                    gmsh.model.mesh.setNode(int(row[k]), mid.tolist(), [])
+        if not bad_any:
+            return True
+    return _min_det_jac(gmsh) > 0.0
 
 
 def _min_det_jac(gmsh) -> float:

@@ -79,16 +79,6 @@ def test_vtu_round_trip(tmp_path, order):
     assert back.order == order
 
 
-def test_vtu_with_named_cell_data_sets(tmp_path):
-    """A VTU whose cells carry gmsh physical tags and names still gives named sets."""
-    mesh = _box()
-    write_mesh(mesh, tmp_path / "m.msh")
-    m = meshio.read(tmp_path / "m.msh")
-    meshio.write(tmp_path / "m.vtu", m)
-    back = read_mesh(tmp_path / "m.vtu")
-    np.testing.assert_array_equal(back.cells, mesh.cells)
-
-
 def test_abaqus_node_set_becomes_facet_set(tmp_path):
     mesh = _box()
     top = np.flatnonzero(np.isclose(mesh.points[:, 2], 1.0))
