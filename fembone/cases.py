@@ -221,7 +221,7 @@ def _mesh(ctx: CaseContext, spec, path: str) -> Mesh:
 
 
 def _components(value, path: str, allow_rot: bool) -> list[int]:
-    if value in ("all", True):
+    if value == "all" or value is True:  # not 'in (...)': 1 == True would make 'fix: 1' mean all
         return [0, 1, 2, 3, 4, 5] if allow_rot else [0, 1, 2]
     names = S.seq(value, path)
     out = []

@@ -221,8 +221,8 @@ def make_material(name: str, spec: dict, where: str | None = None) -> Material:
         raise InputError(f"expected a mapping of elastic constants, got {type(spec).__name__}", where)
     spec = dict(spec)
     tname = spec.pop("type", "isotropic")
-    if tname not in MATERIALS:
-        raise InputError(f"unknown material type '{tname}' (known: {', '.join(sorted(MATERIALS))})", f"{where}.type")
+    if not isinstance(tname, str) or tname not in MATERIALS:
+        raise InputError(f"unknown material type {show(tname)} (known: {', '.join(sorted(MATERIALS))})", f"{where}.type")
     cls = MATERIALS[tname]
     known = cls.fields()
     kwargs: dict[str, Any] = {}

@@ -1026,7 +1026,10 @@ def _safe(name: str) -> str:
 
 def _plot(plt, study: Study, rows, loadcases, metric, col, param, path: Path) -> bool:
     others = [q for q in study.parameters if q != param]
-    n = max(1, len(loadcases))
+    loadcases = [lc for lc in loadcases if any(r["loadcase"] == lc and _num(r.get(col)) is not None for r in rows)]
+    if not loadcases:
+        return False
+    n = len(loadcases)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
     any_data = False
     scen = list(study.scenarios)

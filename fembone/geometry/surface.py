@@ -597,9 +597,10 @@ def _largest_patch(faces: np.ndarray, area: np.ndarray, n_nodes: int) -> np.ndar
     return lab == int(np.argmax(tot))
 
 
-def _surface_distance(x: np.ndarray, T: np.ndarray, spacing: float = 0.3) -> np.ndarray:
+def _surface_distance(x: np.ndarray, T: np.ndarray, spacing: float = 0.3, upper: float = 8.0) -> np.ndarray:
     """Distance from points ``x`` to the triangles ``T`` (nt, 3, 3), from a KD-tree of points
-    sampled on the triangles about ``spacing`` mm apart (error well under ``spacing``)."""
+    sampled on the triangles about ``spacing`` mm apart (error well under ``spacing``);
+    ``inf`` beyond ``upper`` mm."""
     from scipy.spatial import cKDTree
 
     edge = float(np.linalg.norm(T - T[:, [1, 2, 0]], axis=2).max())
@@ -609,7 +610,7 @@ def _surface_distance(x: np.ndarray, T: np.ndarray, spacing: float = 0.3) -> np.
     b1, b2 = i[keep] / k, j[keep] / k
     W = np.column_stack([1.0 - b1 - b2, b1, b2])  # (ns, 3) barycentric
     pts = np.einsum("sk,tkj->tsj", W, T).reshape(-1, 3)
-    d, _ = cKDTree(pts).query(x, workers=1)
+    d, _ = cKDTree(pts).query(x, distance_upper_bound=upper)
     return d
 
 
@@ -641,7 +642,7 @@ def _regions(points, cells, frame: SurfaceFrame, shell_thickness: float, source:
 
     # cortical shell: volume-matched distance layer, closed by the face-adjacent elements
     bid = np.flatnonzero(body)
-    dist = _surface_distance(cen[bid], T)
+    dist = _surface_distance(cen[bid], T, upper=4.0 * shell_thickness + 4.0 * float(np.cbrt(6.0 * np.sqrt(2.0) * vol.mean())))
     area_body = float(farea[fbody].sum())
     target = area_body * shell_thickness
     o = np.argsort(dist)

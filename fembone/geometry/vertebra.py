@@ -24,6 +24,12 @@ Physical groups written to the .msh (names exact):
               faces of the body) and ``posterior_wall`` (outer body wall
               between the pedicles that bounds the vertebral foramen).
 
+Meshing: tet4 (order 1) or tet10 (order 2, mid-edge nodes on the CAD surfaces;
+the few tets this folds get straight edges) plus tri3/tri6 facets of the named
+surfaces, gmsh MSH 4.1 binary, which ``meshio.read`` returns with the group
+names in ``cell_sets_dict``.  The shell is meshed at min(size, 2 x thickness),
+so there is at least one element through it.
+
 Sources for the dimension table: Panjabi et al. 1992, Spine 17:299 (means over
 L1..L5, quoted from memory and so marked unverified); Cook & Baker 2021 (L5 body
 heights and pedicle width, see /work/shared/design/field.md); field.md ranges.
@@ -34,7 +40,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +60,9 @@ __all__ = [
 VOLUME_GROUPS = ("cortical_shell", "trabecular", "posterior_elements")
 SURFACE_GROUPS = ("endplate_superior", "endplate_inferior", "posterior_wall")
 
-STEP_P, STEP_R = 2, 3  # spline through every 2nd (posterior) / 3rd point of the 360-point section
+# splines through every 2nd (posterior wall) / 3rd (rest) point of the 360-point section; coarser
+# steps let the offset inner section bulge through the outer one near the corners (sliver volumes)
+_STEP_POST, _STEP_REST = 2, 3
 _GMSH_LOCK = threading.Lock()  # gmsh is a process-wide singleton and not thread-safe
 
 
@@ -303,8 +311,8 @@ def _section_wire(occ, pts: np.ndarray, z: float, j_left: int, j_right: int) -> 
                 keep.append(idx[-1])
         return keep
 
-    posterior = arc(j_left, j_right, STEP_P)
-    rest = arc(j_right, j_left, STEP_R)
+    posterior = arc(j_left, j_right, _STEP_POST)
+    rest = arc(j_right, j_left, _STEP_REST)
     tags = {}
 
     def pt(i: int) -> int:
@@ -422,7 +430,7 @@ def _posterior_solid(occ, dims: VertebraDims, lay: _Layout) -> list[tuple[int, i
 # ----------------------------------------------------------------------------- meshing
 
 
-def _validate(level: str, size: float, order: int, shell_thickness: float, dims: VertebraDims) -> None:
+def _validate(size: float, order: int, shell_thickness: float, dims: VertebraDims) -> None:
     if not (isinstance(order, (int, np.integer)) and order in (1, 2)):
         raise InputError(f"order must be 1 (tet4) or 2 (tet10), got {order!r}", where="order")
     if not (math.isfinite(size) and 0.3 <= size <= 10.0):
@@ -449,13 +457,17 @@ def generate_vertebra(
     """Mesh a parametric lumbar vertebra and write it as a gmsh 4.1 ``.msh`` file.
 
     ``size`` is the characteristic element size in mm (the cortical shell is
-    meshed at ``min(size, 2 * shell_thickness)``); ``order`` 1 gives tet4/tri3,
-    2 gives tet10/tri6 (mid-edge nodes on the CAD surfaces).  Frame: RAS, origin
-    at the body centroid, mm.  ``dims`` overrides the tabulated ``level``.
-    Returns the written path.  Thread-safe (calls are serialised).
+    meshed at ``min(size, 2 * shell_thickness)``, small radii with at least 8
+    elements per turn); ``order`` 1 gives tet4/tri3, 2 gives tet10/tri6
+    (mid-edge nodes on the CAD surfaces).  Frame: RAS, origin at the body
+    centroid, mm.  ``dims`` overrides the tabulated ``level``.  Returns the
+    written path.  Safe to call from worker threads (calls are serialised);
+    gmsh is finalised again on return unless the caller had initialised it.
+    Raises :class:`InputError` for bad arguments and :class:`FemboneError`
+    when OpenCASCADE or the mesher fails.
     """
     dims = vertebra_dims(level) if dims is None else dims
-    _validate(level, float(size), order, float(shell_thickness), dims)
+    _validate(float(size), order, float(shell_thickness), dims)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lay = _layout(dims)

@@ -130,6 +130,7 @@ BAD = [
         ["under-constrained", "body 2 of 2", "8 nodes", "translation x"], absent=["body 1"]),
     Bad("component-listed-twice", edit(("constraints[0].fix", ["x", "y", "x"])),
         ["constraints[0].fix", "listed twice"]),
+    Bad("fix-is-a-number", edit(("constraints[0].fix", 1)), ["constraints[0].fix", "expected a list, got int"]),
     Bad("rotation-on-mesh-nodes", edit(("constraints[0].fix", ["x", "rz"])),
         ["constraints[0].fix[1]", "'rz'"]),
     Bad("dof-constrained-twice", edit(("constraints", BASE["constraints"] + [{"where": {"plane": {"x": 0.0}}, "fix": ["y"]}])),
