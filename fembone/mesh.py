@@ -104,9 +104,17 @@ def _boundary_faces(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     faces_local = TET4_FACES if cells.shape[1] == 4 else TET10_FACES
     ne = len(cells)
     faces = cells[:, faces_local].reshape(-1, faces_local.shape[1])  # (4 ne, 3|6)
-    key = np.sort(faces[:, :3], axis=1)
-    _, inv, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
-    once = counts[inv.ravel()] == 1
+    s = np.sort(faces[:, :3], axis=1).astype(np.int64)
+    n = int(cells.max()) + 1
+    key = (s[:, 0] * n + s[:, 1]) * n + s[:, 2]  # one int64 per face: a 1-D sort, not a row-unique
+    order = np.argsort(key, kind="stable")
+    k = key[order]
+    dup = np.zeros(len(k), bool)
+    same = k[1:] == k[:-1]
+    dup[1:] |= same
+    dup[:-1] |= same
+    once = np.empty(len(k), bool)
+    once[order] = ~dup
     elem = np.repeat(np.arange(ne), 4)
     return faces[once], elem[once]
 

@@ -95,14 +95,18 @@ def embed(model, screw: Screw, h: float | None = None, interface_stiffness: floa
 
     L = isoparametric(mesh, host, pts, L)
     if not inside.all():
-        seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
-        out_len = float(seg[~(inside[:-1] & inside[1:])].sum())
+        out_len = _outside_length(mesh, pts, inside)
         if not screw.protruding:
             raise InputError(
                 f"screw '{screw.name}' leaves the bone: {out_len:.1f} mm of its {screw.length:.1f} mm lie outside "
                 "(move it, or mark it protruding: true for a head outside the bone)", where,
             )
-        # a protruding screw: only a contiguous part may be inside
+        # a protruding screw: the part inside is tied, the rest is a free beam; it must hold on somewhere
+        if inside.sum() < 2:
+            raise InputError(
+                f"screw '{screw.name}' lies outside the bone: {out_len:.1f} mm of its {screw.length:.1f} mm are outside "
+                "and fewer than two of its nodes inside (move it into the bone)", where,
+            )
     ids = model.layout.add_extra(pts)
     screw.nodes = ids
     screw.embedded = inside
@@ -143,6 +147,26 @@ def embed(model, screw: Screw, h: float | None = None, interface_stiffness: floa
     model.meta["_extra_edges"] = np.vstack([model.meta.get("_extra_edges", np.zeros((0, 2), int)), edges])
     lines = np.column_stack([ids[:-1], ids[1:]])
     model.meta.setdefault("_lines", []).append((screw.name, lines))
+
+
+def _outside_length(mesh: Mesh, pts: np.ndarray, inside: np.ndarray, iters: int = 20) -> float:
+    """Length (mm) of the polyline ``pts`` outside the mesh: whole segments with both nodes outside,
+    and the outside part of a segment that crosses the surface (crossing found by bisection)."""
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    a_in, b_in = inside[:-1], inside[1:]
+    out = float(seg[~a_in & ~b_in].sum())
+    mixed = np.flatnonzero(a_in != b_in)
+    if len(mixed) == 0:
+        return out
+    p_in = np.where(a_in[mixed, None], pts[mixed], pts[mixed + 1])  # the inside end
+    p_out = np.where(a_in[mixed, None], pts[mixed + 1], pts[mixed])
+    lo, hi = np.zeros(len(mixed)), np.ones(len(mixed))  # parameter from the inside end: lo inside, hi outside
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        host, *_ = locate(mesh, p_in + mid[:, None] * (p_out - p_in))
+        lo = np.where(host >= 0, mid, lo)
+        hi = np.where(host >= 0, hi, mid)
+    return out + float(((1.0 - 0.5 * (lo + hi)) * seg[mixed]).sum())
 
 
 def _outside_distance(mesh: Mesh, nearest: np.ndarray, L: np.ndarray, score: np.ndarray) -> np.ndarray:

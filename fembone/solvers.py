@@ -17,6 +17,7 @@ Every solver reports the relative residual of its solution.
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
 import os
 import sys
@@ -89,11 +90,18 @@ class SuperLU(Solver):
         return x
 
 
+@functools.lru_cache(maxsize=1)
 def _find_mkl() -> str | None:
+    """Path of MKL's runtime library: $PYPARDISO_MKL_RT, the loader's search path, or the pip wheel's lib/."""
     path = os.environ.get("PYPARDISO_MKL_RT") or find_library("mkl_rt")
     if path:
         return path
-    for base in {sys.prefix, sys.base_prefix, os.path.expanduser("~/.local")}:
+    bases = [sys.prefix, sys.base_prefix, os.path.expanduser("~/.local")]
+    for base in bases:  # the mkl wheel puts libmkl_rt.so.N directly in <prefix>/lib
+        hits = sorted(glob.glob(f"{base}/lib/libmkl_rt.so*"), key=len)
+        if hits:
+            return hits[0]
+    for base in bases:
         hits = sorted(glob.glob(f"{base}/lib*/**/libmkl_rt.so*", recursive=True), key=len)
         if hits:
             return hits[0]

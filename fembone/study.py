@@ -56,7 +56,6 @@ import html
 import io
 import itertools
 import json
-import math
 import os
 import sys
 import threading
@@ -560,7 +559,7 @@ def run_case(task: dict) -> dict:
     """
     from fembone import analysis
     from fembone.cases import build_model
-    from fembone.output import atomic_write_text, write_results
+    from fembone.output import write_results
 
     case_dir = Path(task["case_dir"])
     t0 = time.perf_counter()
@@ -834,7 +833,7 @@ def _run_dask(tasks: list[dict], scheduler, done, out: Path) -> None:
     try:
         for t in tasks:
             futs[client.submit(run_case, t, pure=False, key=f"fembone-case-{t['case_id']}-{time.time_ns()}")] = t
-        for f in as_completed(list(futs)):
+        for f in as_completed(list(futs), loop=client.loop):
             t = futs[f]
             try:
                 rec = f.result()
@@ -1047,7 +1046,7 @@ def _plot(plt, study: Study, rows, loadcases, metric, col, param, path: Path) ->
             pts.sort()
             xs = [x for x, _ in pts]
             ys = [y for _, y in pts]
-            label = s if o is None else f"{s}, {others[0]}={o}"
+            label = s if o is None else f"{s}, {others[0].split('.')[-1]}={o}"
             if o is not None:
                 colours.setdefault(str(o), f"C{len(colours) % 10}")
             colour = colours.get(str(o), f"C{scen.index(s) % 10}" if s in scen else None)
@@ -1062,7 +1061,7 @@ def _plot(plt, study: Study, rows, loadcases, metric, col, param, path: Path) ->
         ax.set_ylabel(metric, fontsize=9)
         ax.grid(alpha=0.3)
         if groups:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=6, framealpha=0.6)
     fig.suptitle(f"{study.name}: {metric}", fontsize=10)
     fig.tight_layout()
     if any_data:

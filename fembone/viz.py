@@ -362,7 +362,7 @@ def add_result(
     legend: bool = True,
     opacity: float | None = None,
 ):
-    """Add one result's actors to the plotter's current renderer; returns the bone actor.
+    """Add one result's actors to the plotter's current renderer; returns a :class:`View`.
 
     ``deform`` warps by the displacement times this factor ('auto' for 8 % of the model
     size); the clip is taken in the undeformed configuration.
@@ -441,9 +441,24 @@ def add_result(
         _add_screws(pl, parts, normal, origin, deform, bool(scalar_bar))
         labels.append(["screws", SCREW_COLOR])
     if legend and labels:
-        width = 0.03 + 0.011 * max(len(t) for t, _ in labels)
-        pl.add_legend(labels=labels, bcolor="white", border=True, size=(width, 0.04 * len(labels)), loc="lower left", face="rectangle")
-    return actor
+        add_legend(pl, labels)
+    return View(actor, (lo, hi), spec, labels)
+
+
+@dataclass
+class View:
+    """What :func:`add_result` added: the bone actor, its colour limits, field and legend entries."""
+
+    actor: object
+    clim: tuple[float, float]
+    field: Field
+    labels: list
+
+
+def add_legend(pl, labels: list, loc: str = "lower left", height: float = 0.04) -> None:
+    """Legend of the overlays (lesion, cement, yield, screws) in the current renderer."""
+    width = 0.03 + 0.011 * max(len(t) for t, _ in labels)
+    pl.add_legend(labels=labels, bcolor="white", border=True, size=(width, height * len(labels)), loc=loc, face="rectangle")
 
 
 def _cell_to_point(grid, values: np.ndarray) -> np.ndarray:
@@ -478,8 +493,8 @@ def _add_screws(pl, parts: Parts, normal, origin, deform: float, scalar_bar: boo
         pl.add_mesh(
             tube, scalars="screw_von_mises", cmap="plasma", clim=(lo, hi), show_scalar_bar=scalar_bar,
             scalar_bar_args=dict(
-                title=FIELDS["screw_von_mises"].title, fmt=_fmt(lo, hi), color=TEXT_COLOR, vertical=True,
-                position_x=0.02, position_y=0.45, width=0.06, height=0.4, title_font_size=12, label_font_size=11,
+                title=FIELDS["screw_von_mises"].title, fmt=_fmt(lo, hi), color=TEXT_COLOR, vertical=False,
+                position_x=0.45, position_y=0.86, width=0.35, height=0.08, title_font_size=12, label_font_size=11,
             ),
         )
     else:
@@ -487,18 +502,32 @@ def _add_screws(pl, parts: Parts, normal, origin, deform: float, scalar_bar: boo
 
 
 def set_camera(pl, bounds, clip: str = "none", zoom: float = 1.0) -> None:
-    """Parallel projection from the right-anterior-superior side, fitted to ``bounds``."""
+    """Parallel projection from the right-anterior-superior side, fitted to ``bounds``.
+
+    The same bounds give the same scale in every view direction and panel: the picture
+    is fitted to the bounding box's corners, with a 5 % margin, then zoomed by ``zoom``.
+    """
     d = np.asarray(_VIEW_DIR[_check_clip(clip)], float)
     d /= np.linalg.norm(d)
+    up = np.array([0.0, 0.0, 1.0])
+    up = up - (up @ d) * d
+    up /= np.linalg.norm(up)
+    right = np.cross(up, d)
     c = np.array([(bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2, (bounds[4] + bounds[5]) / 2])
     diag = math.dist(bounds[0::2], bounds[1::2]) or 1.0
+    corners = np.array([[x, y, z] for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]]) - c
+    half_h = np.abs(corners @ up).max()
+    half_w = np.abs(corners @ right).max()
+    w, h = pl.window_size
+    vp = pl.renderer.GetViewport()
+    aspect = max((vp[2] - vp[0]) * w, 1.0) / max((vp[3] - vp[1]) * h, 1.0)
     cam = pl.camera
     cam.SetFocalPoint(*c)
     cam.SetPosition(*(c + 3.0 * diag * d))
-    cam.SetViewUp(0.0, 0.0, 1.0)
+    cam.SetViewUp(*up)
     pl.enable_parallel_projection()
     pl.renderer.ResetCamera(*bounds)
-    cam.SetParallelScale(0.4 * diag / zoom)
+    cam.SetParallelScale(1.05 * max(half_h, half_w / aspect, 1e-9 * diag) / zoom)
     pl.renderer.ResetCameraClippingRange()
 
 
@@ -634,7 +663,8 @@ def metrics_text(summary: dict, loadcase: str) -> str:
     for key, label, unit, fmt in PANEL_METRICS:
         v = _metric(lc, key)
         if v is not None:
-            lines.append(f"{label}: {v:{fmt}}" + (f" {unit}" if unit else ""))
+            txt = f"{v:,.0f}" if abs(v) >= 1000 else f"{v:{fmt}}"
+            lines.append(f"{label}: {txt}" + (f" {unit}" if unit else ""))
     if not lines:
         for key, label, unit, fmt in _FALLBACK_METRICS:
             v = _metric(lc, key)
@@ -651,9 +681,15 @@ def compare_panel(
     loadcase: str | None = None,
     clip: str = "sagittal",
     deform: float | str = 0.0,
-    panel_size: tuple[int, int] = (480, 520),
+    panel_size: tuple[int, int] = (480, 420),
 ) -> Path:
-    """Cases side by side on one colour scale, each titled and with its key metrics; writes ``png``."""
+    """Cases side by side on one colour scale, each titled and with its key metrics; writes ``png``.
+
+    ``result_dirs`` are result folders (or VTU files); ``loadcase`` defaults to the first
+    load case of the first folder.  The picture is ``n`` panels wide, with a header row
+    (title, load case, axial or rotational stiffness, posterior wall bulge, factor of
+    risk from each summary.json) and one shared colour bar below.
+    """
     dirs = [Path(d) for d in result_dirs]
     if not dirs:
         raise InputError("compare_panel needs at least one result folder")
@@ -664,18 +700,16 @@ def compare_panel(
     if loadcase is None:
         for d in dirs:
             if d.is_dir():
-                files = _vtu_files(d)
-                loadcase = next(iter(files), None)
+                loadcase = next(iter(_vtu_files(d)), None)
                 break
     grids, lcs = [], []
     for d in dirs:
         vtu = find_vtu(d, loadcase if d.is_dir() else None)
         grids.append(read_grid(vtu))
-        lcs.append(loadcase or vtu.stem)
+        lcs.append(loadcase if d.is_dir() and loadcase else vtu.stem)
     parts = [split(g) for g in grids]
     # one colour scale for all panels
     lo, hi = math.inf, -math.inf
-    spec = None
     for p in parts:
         v, _, spec = field_values(p.solid, field)
         a, b = field_range(v, spec)
@@ -686,29 +720,40 @@ def compare_panel(
     pv = _pv()
     n = len(dirs)
     w, h = panel_size
-    bar_h = 90
+    head_h, bar_h = 120, 90
     pl = pv.Plotter(
-        off_screen=True, window_size=[w * n, h + bar_h], shape=(2, n), row_weights=[h, bar_h],
-        groups=[(1, np.s_[:])], border=False,
+        off_screen=True, window_size=[w * n, head_h + h + bar_h], shape=(3, n), row_weights=[head_h, h, bar_h],
+        groups=[(2, np.s_[:])], border=False,
     )
-    pl.set_background(BACKGROUND)
-    actor = None
+    labels: dict[str, str] = {}
+    view = None
     for i, (p, s) in enumerate(zip(parts, summaries, strict=True)):
         pl.subplot(0, i)
         pl.set_background(BACKGROUND)
-        actor = add_result(pl, p, field, clip, deform, clim=(lo, hi), scalar_bar=False, legend=(i == n - 1))
-        title = titles[i] if titles is not None else s.get("case", dirs[i].name)
-        pl.add_text(title, position="upper_edge", font_size=12, color=TEXT_COLOR)
+        title = titles[i] if titles is not None else s.get("case", dirs[i].stem)
+        pl.add_text(title, position="upper_edge", font_size=13, color=TEXT_COLOR)
         text = f"load case: {lcs[i]}\n" + metrics_text(s, lcs[i])
-        pl.add_text(text, position=(0.03, 0.70), viewport=True, font_size=9, color=TEXT_COLOR)
-        set_camera(pl, bounds, clip, zoom=0.95)
-    pl.subplot(1, 0)
+        pl.add_text(text, position=(0.04, 0.04), viewport=True, font_size=9, color=TEXT_COLOR)
+        pl.subplot(1, i)
+        pl.set_background(BACKGROUND)
+        view = add_result(pl, p, field, clip, deform, clim=(lo, hi), scalar_bar=False, legend=False)
+        labels.update(dict(view.labels))
+        set_camera(pl, bounds, clip)
+    pl.subplot(2, 0)
     pl.set_background(BACKGROUND)
     pl.add_scalar_bar(
-        title=spec.title + (f", {clip} cut" if clip != "none" else ""), mapper=actor.mapper, vertical=False,
-        position_x=0.25, position_y=0.35, width=0.5, height=0.5, fmt=_fmt(lo, hi), color=TEXT_COLOR,
-        n_labels=5, title_font_size=14, label_font_size=12,
+        title=" ", mapper=view.actor.mapper, vertical=False, position_x=0.3, position_y=0.3, width=0.6,
+        height=0.65, fmt=_fmt(lo, hi), color=TEXT_COLOR, n_labels=5, label_font_size=12,
     )
+    bar_title = view.field.title + (f", {clip} cut" if clip != "none" else "") + ", one scale for all panels"
+    pl.add_text(bar_title, position=(0.3, 0.04), viewport=True, font_size=10, color=TEXT_COLOR)
+    if labels:
+        longest = max(len(k) for k in labels)
+        pl.add_legend(
+            labels=[[k, c] for k, c in labels.items()], bcolor="white", border=False,
+            size=(min(0.28, (9 * longest + 30) / (w * n)), min(0.9, 0.24 * len(labels))), loc="center left",
+            face="rectangle",
+        )
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -727,10 +772,13 @@ def export_html(
     loadcase: str | None = None,
     deform: float | str = 0.0,
 ) -> Path:
-    """An interactive scene (vtk.js) in one HTML file; needs the 'trame-pyvista' package.
+    """An interactive scene (vtk.js, rotate/zoom in any browser) in one self-contained HTML file.
 
-    ``vtu`` is a VTU file, a result folder (with ``loadcase``) or a pyvista grid.
+    ``vtu`` is a VTU file, a result folder (with ``loadcase``) or a pyvista grid.  Needs the
+    'trame-pyvista' package with pyvista >= 0.49 ('trame', 'trame-vtk', 'trame-vuetify'
+    before); without it this raises an :class:`InputError` naming the package to install.
     """
+    check_html_export()
     pl = scene(vtu, field, clip, loadcase, deform, title="")
     html = Path(html)
     html.parent.mkdir(parents=True, exist_ok=True)
@@ -741,27 +789,45 @@ def export_html(
     return html
 
 
+def html_requirements() -> list[tuple[str, str]]:
+    """(module, pip package) pairs that pyvista's HTML export needs with this pyvista."""
+    import pyvista as pv
+
+    if _version(pv.__version__) >= (0, 49):
+        return [("trame_pyvista", "trame-pyvista")]
+    return [("trame", "trame"), ("trame_vtk", "trame-vtk"), ("trame_vuetify", "trame-vuetify")]
+
+
+def check_html_export() -> None:
+    """Raise an :class:`InputError` naming the packages to install when HTML export cannot work."""
+    import importlib
+
+    missing = []
+    for mod, pkg in html_requirements():
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            missing.append(pkg)
+    if missing:
+        raise InputError(
+            f"HTML export needs the package{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"(pip install {' '.join(missing)})"
+        )
+
+
 def _export_html(pl, html: Path) -> None:
     import warnings
 
-    component = None
-    try:
-        component = getattr(pl, "trame", None)  # pyvista >= 0.49 with trame-pyvista
-    except ImportError:
-        component = None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        component = getattr(pl, "trame", None)  # pyvista >= 0.49: registered by trame-pyvista
+        try:
             if component is not None:
                 component.export_html(str(html))
             else:
                 pl.export_html(str(html))
-    except ImportError as exc:
-        import pyvista as pv
-
-        need = "trame-pyvista" if _version(pv.__version__) >= (0, 49) else "trame, trame-vtk and trame-vuetify"
-        raise InputError(f"HTML export needs the {need} package{'s' if ',' in need else ''} "
-                         f"(pip install {need.replace(',', '').replace(' and', '')}): {exc}") from None
+        except ImportError as exc:
+            raise InputError(f"HTML export failed: {exc} (pip install {' '.join(p for _, p in html_requirements())})") from None
 
 
 def _version(v: str) -> tuple[int, ...]:

@@ -73,6 +73,7 @@ __all__ = ["mesh_surface", "read_surface", "check_surface", "detect_frame", "Sur
 log = logging.getLogger(__name__)
 
 PITCH = 1.0  # voxel size of the rasterised inside, mm
+POOR_GAMMA = 0.1  # gmsh "gamma" quality below which the tet mesh gets a Netgen optimisation pass
 _AXES = {"x": 0, "y": 1, "z": 2}
 _SUFFIXES = (".stl", ".obj", ".ply", ".vtk", ".vtp")
 
@@ -202,9 +203,10 @@ def _self_intersections(P: np.ndarray, F: np.ndarray, max_pairs: int = 20_000_00
     if len(i) == 0:
         return 0
     hit = np.zeros(len(i), bool)
-    for chunk in np.array_split(np.arange(len(i)), max(1, len(i) // 200_000)):
-        a, b = i[chunk], j[chunk]
-        hit[chunk] = _edges_cross(T[a], T[b]) | _edges_cross(T[b], T[a])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for chunk in np.array_split(np.arange(len(i)), max(1, len(i) // 200_000)):
+            a, b = i[chunk], j[chunk]
+            hit[chunk] = _edges_cross(T[a], T[b]) | _edges_cross(T[b], T[a])
     return int(hit.sum())
 
 
@@ -219,8 +221,7 @@ def _edges_cross(A: np.ndarray, B: np.ndarray) -> np.ndarray:
         dp = np.einsum("ij,ij->i", p - B[:, 0], n)
         dq = np.einsum("ij,ij->i", q - B[:, 0], n)
         straddle = ((dp > eps) & (dq < -eps)) | ((dp < -eps) & (dq > eps))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = dp / (dp - dq)
+        t = dp / (dp - dq)
         x = p + t[:, None] * (q - p)
         inside = np.ones(len(A), bool)
         for m in range(3):
@@ -358,14 +359,12 @@ def detect_frame(P: np.ndarray, F: np.ndarray, anterior=None, cranial=None, sour
     ``anterior`` / ``cranial``: file axes (strings like ``"+x"`` or vectors) that override
     detection.  Raises :class:`InputError` when the frame cannot be found.
     """
-    from scipy import ndimage as ndi
-
     ant_given = None if anterior is None else (parse_axis(anterior, "anterior") if isinstance(anterior, str) else np.asarray(anterior, float))
     cra_given = None if cranial is None else (parse_axis(cranial, "cranial") if isinstance(cranial, str) else np.asarray(cranial, float))
     if ant_given is not None and cra_given is not None and abs(ant_given @ cra_given) > 1e-6 * np.linalg.norm(ant_given) * np.linalg.norm(cra_given):
         raise InputError(f"anterior {anterior!r} and cranial {cranial!r} must be perpendicular axes", source)
     _, cen, cov = _volume_moments(P, F)
-    w, V = np.linalg.eigh(cov)
+    _, V = np.linalg.eigh(cov)
     info: dict = {"anterior": "given" if ant_given is not None else "detected",
                   "cranial": "given" if cra_given is not None else "detected"}
     if cra_given is not None:
@@ -373,7 +372,7 @@ def detect_frame(P: np.ndarray, F: np.ndarray, anterior=None, cranial=None, sour
     elif ant_given is not None:  # least spread within the plane normal to anterior
         a = ant_given / np.linalg.norm(ant_given)
         Pm = np.eye(3) - np.outer(a, a)
-        w2, V2 = np.linalg.eigh(Pm @ cov @ Pm + 1e12 * np.outer(a, a))
+        _, V2 = np.linalg.eigh(Pm @ cov @ Pm + 1e12 * np.outer(a, a))
         z = V2[:, 0]
     else:
         z = V[:, 0]
@@ -412,10 +411,13 @@ def detect_frame(P: np.ndarray, F: np.ndarray, anterior=None, cranial=None, sour
         if nz is None:
             break
         znew = R @ nz
-        ang = math.degrees(math.acos(min(1.0, abs(znew @ R[:, 2]))))
+        if ant_given is not None:  # keep the given anterior axis exact
+            a = ant_given / np.linalg.norm(ant_given)
+            znew = znew - (znew @ a) * a
+            znew /= np.linalg.norm(znew)
+        if math.degrees(math.acos(min(1.0, abs(znew @ R[:, 2])))) < 0.3:
+            break  # converged: keep the image that matches R
         R = _orthonormal(R[:, 1], znew)
-        if ang < 0.3:
-            break
     # body centroid (voxels anterior to the cut) as origin; posterior-element cues for the sign
     idx = np.argwhere(vox) * PITCH + o
     is_body = idx[:, 1] > y_cut
@@ -442,8 +444,6 @@ def detect_frame(P: np.ndarray, F: np.ndarray, anterior=None, cranial=None, sour
         if sum(votes) < 0:  # flip cranial, keep anterior: right flips too
             R = np.column_stack([-R[:, 0], R[:, 1], -R[:, 2]])
             zc = zc * np.array([-1.0, 1.0, -1.0])
-            if foramen is not None:
-                pass  # foramen mask is mirrored below through the x flip
         info["cranial_confidence"] = abs(sum(votes)) / len(votes)
     origin = c + R @ zc
     fpts = None
@@ -454,7 +454,6 @@ def detect_frame(P: np.ndarray, F: np.ndarray, anterior=None, cranial=None, sour
             fpts[:, 0] *= -1.0
         fpts = fpts - zc[:2]
     info["foramen_found"] = foramen is not None
-    del ndi
     return SurfaceFrame(R, origin, float(y_cut - zc[1]), fpts, info)
 
 
@@ -532,6 +531,11 @@ def _gmsh_tets(Q, F, size, source, verbose=False):
             gmsh.option.setNumber("Mesh.Optimize", 1)
             gmsh.option.setNumber("Mesh.ElementOrder", 1)
             gmsh.model.mesh.generate(3)
+            etypes, etags, _ = gmsh.model.mesh.getElements(3)
+            if 4 in list(etypes):
+                q = gmsh.model.mesh.getElementQualities(etags[list(etypes).index(4)], "gamma")
+                if len(q) and float(np.min(q)) < POOR_GAMMA:  # slivers: one Netgen pass
+                    gmsh.model.mesh.optimize("Netgen")
             ntags, xyz, _ = gmsh.model.mesh.getNodes()
             etypes, _, enodes = gmsh.model.mesh.getElements(3)
         except Exception as exc:  # gmsh raises plain Exception with its last error
@@ -597,21 +601,34 @@ def _largest_patch(faces: np.ndarray, area: np.ndarray, n_nodes: int) -> np.ndar
     return lab == int(np.argmax(tot))
 
 
-def _surface_distance(x: np.ndarray, T: np.ndarray, spacing: float = 0.3, upper: float = 8.0) -> np.ndarray:
-    """Distance from points ``x`` to the triangles ``T`` (nt, 3, 3), from a KD-tree of points
-    sampled on the triangles about ``spacing`` mm apart (error well under ``spacing``);
-    ``inf`` beyond ``upper`` mm."""
+def _surface_distance(x: np.ndarray, T: np.ndarray, k: int = 8) -> np.ndarray:
+    """Distance from points ``x`` to the triangle surface ``T`` (nt, 3, 3): exact
+    point-triangle distances to the ``k`` triangles with the nearest centroids."""
     from scipy.spatial import cKDTree
 
-    edge = float(np.linalg.norm(T - T[:, [1, 2, 0]], axis=2).max())
-    k = int(min(max(math.ceil(edge / spacing), 1), 12))
-    i, j = np.meshgrid(np.arange(k + 1), np.arange(k + 1), indexing="ij")
-    keep = i + j <= k
-    b1, b2 = i[keep] / k, j[keep] / k
-    W = np.column_stack([1.0 - b1 - b2, b1, b2])  # (ns, 3) barycentric
-    pts = np.einsum("sk,tkj->tsj", W, T).reshape(-1, 3)
-    d, _ = cKDTree(pts).query(x, distance_upper_bound=upper)
-    return d
+    k = min(k, len(T))
+    _, cand = cKDTree(T.mean(axis=1)).query(x, k=k)
+    cand = cand.reshape(len(x), k)
+    best = np.full(len(x), np.inf)
+    for m in range(k):
+        best = np.minimum(best, _point_triangle_distance(x, T[cand[:, m]]))
+    return best
+
+
+def _point_triangle_distance(p: np.ndarray, T: np.ndarray) -> np.ndarray:
+    a, b, c = T[:, 0], T[:, 1], T[:, 2]
+    n = np.cross(b - a, c - a)
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-300)
+    h = np.einsum("ij,ij->i", p - a, n)
+    q = p - h[:, None] * n
+    inside = np.ones(len(p), bool)
+    seg = np.full(len(p), np.inf)
+    for u, v in ((a, b), (b, c), (c, a)):
+        e = v - u
+        inside &= np.einsum("ij,ij->i", np.cross(e, q - u), n) >= 0.0
+        t = np.clip(np.einsum("ij,ij->i", p - u, e) / np.maximum(np.einsum("ij,ij->i", e, e), 1e-300), 0.0, 1.0)
+        seg = np.minimum(seg, np.linalg.norm(p - u - t[:, None] * e, axis=1))
+    return np.where(inside, np.abs(h), seg)
 
 
 def _regions(points, cells, frame: SurfaceFrame, shell_thickness: float, source: str):
@@ -642,7 +659,7 @@ def _regions(points, cells, frame: SurfaceFrame, shell_thickness: float, source:
 
     # cortical shell: volume-matched distance layer, closed by the face-adjacent elements
     bid = np.flatnonzero(body)
-    dist = _surface_distance(cen[bid], T, upper=4.0 * shell_thickness + 4.0 * float(np.cbrt(6.0 * np.sqrt(2.0) * vol.mean())))
+    dist = _surface_distance(cen[bid], T)
     area_body = float(farea[fbody].sum())
     target = area_body * shell_thickness
     o = np.argsort(dist)

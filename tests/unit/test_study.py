@@ -8,7 +8,6 @@ one small vertebra study (mesh_size 4.0, tet4) is marked slow.
 from __future__ import annotations
 
 import json
-import shutil
 import textwrap
 from pathlib import Path
 
@@ -302,3 +301,11 @@ def test_example_studies_resolve():
     assert len(b.cases) == 10 and len(b.unique_cases) == 9
     zero = [c for c in b.cases if c.params["cement[0].volume_ml"] == 0.0]
     assert all("cement" not in c.data for c in zero) and zero[0].case_id == zero[1].case_id
+
+
+def test_parquet_table_when_pyarrow_is_installed(box_dir):
+    pq = pytest.importorskip("pyarrow.parquet")
+    out = box_dir / "out"
+    ST.run_study(ST.load_study(write_study(box_dir)), out, workers=1, progress=False)
+    t = pq.read_table(out / "results.parquet")
+    assert t.num_rows == len(ST.read_table(out / "results.csv")) and "probes.tip_uz" in t.column_names
