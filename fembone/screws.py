@@ -89,13 +89,14 @@ def embed(model, screw: Screw, h: float | None = None, interface_stiffness: floa
     host, L, score, nearest = locate(mesh, pts)
     tol_out = 0.25 * h  # nodes this close outside the surface count as on it (faceted boundary)
     dist_out = _outside_distance(mesh, nearest, L, score)
-    inside = (host >= 0) | (dist_out <= tol_out)
+    strictly_inside = host >= 0
+    inside = strictly_inside | (dist_out <= tol_out)
     host = np.where(host >= 0, host, nearest)
     from fembone.locate import isoparametric
 
     L = isoparametric(mesh, host, pts, L)
     if not inside.all():
-        out_len = _outside_length(mesh, pts, inside)
+        out_len = _outside_length(mesh, pts, strictly_inside)
         if not screw.protruding:
             raise InputError(
                 f"screw '{screw.name}' leaves the bone: {out_len:.1f} mm of its {screw.length:.1f} mm lie outside "
@@ -383,7 +384,8 @@ def _crossing_force(model, s: Screw, u: np.ndarray, y0: float) -> np.ndarray:
 
     pts = model.layout.extra_points[s.nodes]
     y = pts[:, 1]
-    cross = np.flatnonzero((y[:-1] - y0) * (y[1:] - y0) < 0)
+    below = y < y0  # half-open test: a node exactly on the plane belongs to one crossing segment, not none
+    cross = np.flatnonzero(below[:-1] != below[1:])
     if len(cross) == 0:
         return np.zeros(3)
     dofs = model.layout.extra_dofs(s.nodes)

@@ -200,9 +200,21 @@ class Parts:
     solid: object  # pv.UnstructuredGrid
     lines: object | None  # pv.PolyData
     bounds: tuple  # of the solid's used points (undeformed)
+    screw_radius: float | None = None  # mm, for the tubes (else a screw_radius array or SCREW_RADIUS)
 
 
-def split(grid) -> Parts:
+def screw_radius(meta: dict | None) -> float | None:
+    """Radius (mm) of the screws listed in a model's or summary's ``meta['screws']``, if any."""
+    ds = []
+    for s in (meta or {}).get("screws", []) or []:
+        if isinstance(s, dict):
+            d = s.get("diameter", s.get("core_diameter"))
+            if isinstance(d, int | float) and d > 0:
+                ds.append(float(d))
+    return 0.5 * float(np.median(ds)) if ds else None
+
+
+def split(grid, screw_radius: float | None = None) -> Parts:
     """Linear tetrahedra (corners of tet4/tet10) and line cells (screws) of a result grid."""
     pv = _pv()
     tmask, tets = _cells_of(grid, {int(pv.CellType.TETRA): 4, int(pv.CellType.QUADRATIC_TETRA): 4})
@@ -226,7 +238,7 @@ def split(grid) -> Parts:
             lines.cell_data[k] = np.asarray(grid.cell_data[k])[lmask]
         for k in grid.point_data:
             lines.point_data[k] = np.asarray(grid.point_data[k])
-    return Parts(solid, lines, bounds)
+    return Parts(solid, lines, bounds, screw_radius)
 
 
 def field_spec(name: str, grid=None) -> Field:
@@ -367,7 +379,6 @@ def add_result(
     ``deform`` warps by the displacement times this factor ('auto' for 8 % of the model
     size); the clip is taken in the undeformed configuration.
     """
-    pv = _pv()
     clip = _check_clip(clip)
     solid = parts.solid.copy(deep=False)
     vals, assoc, spec = field_values(solid, field)
@@ -438,7 +449,7 @@ def add_result(
                 pass
             labels.append(["beyond yield strain", YIELD_COLOR])
     if screws and parts.lines is not None:
-        _add_screws(pl, parts, normal, origin, deform, bool(scalar_bar))
+        _add_screws(pl, parts, deform, bool(scalar_bar))
         labels.append(["screws", SCREW_COLOR])
     if legend and labels:
         add_legend(pl, labels)
@@ -471,14 +482,10 @@ def _cell_to_point(grid, values: np.ndarray) -> np.ndarray:
     return np.divide(acc, cnt, out=np.zeros_like(acc), where=cnt > 0)
 
 
-def _add_screws(pl, parts: Parts, normal, origin, deform: float, scalar_bar: bool) -> None:
-    lines = parts.lines.copy(deep=False)
-    if normal is not None:
-        lines = lines.clip(normal=normal, origin=origin)
-        if lines.n_points == 0:
-            return
-    lines = _warp(lines, deform)
-    radius = SCREW_RADIUS
+def _add_screws(pl, parts: Parts, deform: float, scalar_bar: bool) -> None:
+    # screws are drawn whole, not clipped: over an axial cut below them, or beside a sagittal cut
+    lines = _warp(parts.lines.copy(deep=False), deform)
+    radius = parts.screw_radius or SCREW_RADIUS
     for key in ("screw_radius", "radius"):
         if key in parts.lines.cell_data:
             r = np.asarray(parts.lines.cell_data[key], float)
@@ -486,12 +493,21 @@ def _add_screws(pl, parts: Parts, normal, origin, deform: float, scalar_bar: boo
             if r.size:
                 radius = float(np.median(r))
                 break
+    # screw stress: 'screw_von_mises', or the line cells' own 'von_mises' (fembone.output marks
+    # screw cells with a 'screw' index >= 0)
+    key = None
+    if "screw_von_mises" in parts.lines.cell_data:
+        key = "screw_von_mises"
+    elif "screw" in parts.lines.cell_data and "von_mises" in parts.lines.cell_data:
+        key = "von_mises"
+    if key is not None:
+        lines.cell_data["_screw_vm"] = np.asarray(lines.cell_data[key], float)
     tube = lines.tube(radius=radius, n_sides=16)
-    if "screw_von_mises" in tube.cell_data or "screw_von_mises" in tube.point_data:
-        vals = np.asarray(parts.lines.cell_data.get("screw_von_mises", parts.lines.point_data.get("screw_von_mises")), float)
+    if key is not None and "_screw_vm" in tube.cell_data:
+        vals = np.asarray(parts.lines.cell_data[key], float)
         lo, hi = field_range(vals, FIELDS["screw_von_mises"], robust=False)
         pl.add_mesh(
-            tube, scalars="screw_von_mises", cmap="plasma", clim=(lo, hi), show_scalar_bar=scalar_bar,
+            tube, scalars="_screw_vm", preference="cell", cmap="plasma", clim=(lo, hi), show_scalar_bar=scalar_bar,
             scalar_bar_args=dict(
                 title=FIELDS["screw_von_mises"].title, fmt=_fmt(lo, hi), color=TEXT_COLOR, vertical=False,
                 position_x=0.45, position_y=0.86, width=0.35, height=0.08, title_font_size=12, label_font_size=11,
@@ -501,11 +517,12 @@ def _add_screws(pl, parts: Parts, normal, origin, deform: float, scalar_bar: boo
         pl.add_mesh(tube, color=SCREW_COLOR, show_scalar_bar=False)
 
 
-def set_camera(pl, bounds, clip: str = "none", zoom: float = 1.0) -> None:
+def set_camera(pl, bounds, clip: str = "none", zoom: float = 1.0, right_margin: float = 0.0) -> None:
     """Parallel projection from the right-anterior-superior side, fitted to ``bounds``.
 
     The same bounds give the same scale in every view direction and panel: the picture
-    is fitted to the bounding box's corners, with a 5 % margin, then zoomed by ``zoom``.
+    is fitted to the bounding box's corners, with a 5 % margin, then zoomed by ``zoom``;
+    ``right_margin`` (a fraction of the width) is kept free for a vertical colour bar.
     """
     d = np.asarray(_VIEW_DIR[_check_clip(clip)], float)
     d /= np.linalg.norm(d)
@@ -521,13 +538,16 @@ def set_camera(pl, bounds, clip: str = "none", zoom: float = 1.0) -> None:
     w, h = pl.window_size
     vp = pl.renderer.GetViewport()
     aspect = max((vp[2] - vp[0]) * w, 1.0) / max((vp[3] - vp[1]) * h, 1.0)
+    m = min(max(right_margin, 0.0), 0.5)
+    scale = 1.05 * max(half_h, half_w / (aspect * (1.0 - m)), 1e-9 * diag) / zoom
+    f = c + right * (m * scale * aspect)  # the model sits in the left (1 - m) of the picture
     cam = pl.camera
-    cam.SetFocalPoint(*c)
-    cam.SetPosition(*(c + 3.0 * diag * d))
-    cam.SetViewUp(*up)
     pl.enable_parallel_projection()
     pl.renderer.ResetCamera(*bounds)
-    cam.SetParallelScale(1.05 * max(half_h, half_w / aspect, 1e-9 * diag) / zoom)
+    cam.SetFocalPoint(*f)
+    cam.SetPosition(*(f + 3.0 * diag * d))
+    cam.SetViewUp(*up)
+    cam.SetParallelScale(scale)
     pl.renderer.ResetCameraClippingRange()
 
 
@@ -551,15 +571,23 @@ def scene(
 ):
     """A plotter with one view set up (not shown); ``source`` as in :func:`read_grid`."""
     grid = read_grid(source, loadcase)
-    parts = split(grid)
+    parts = split(grid, screw_radius(_meta_of(source)))
     pl = _new_plotter(off_screen, window_size)
     add_result(pl, parts, field, clip, deform, clim)
     if title is None:
         title = _default_title(source, loadcase, field, clip, deform)
     if title:
         pl.add_text(title, position="upper_left", font_size=11, color=TEXT_COLOR)
-    set_camera(pl, parts.bounds, clip)
+    set_camera(pl, parts.bounds, clip, right_margin=0.18)
     return pl
+
+
+def _meta_of(source) -> dict:
+    """The ``meta`` of the summary.json beside a result folder or VTU ({} otherwise)."""
+    if isinstance(source, str | Path):
+        p = Path(source)
+        return _summary(p if p.is_dir() else p.parent).get("meta", {}) or {}
+    return {}
 
 
 def _default_title(source, loadcase, field, clip, deform) -> str:
@@ -611,7 +639,11 @@ def plot(
 
 
 def write_previews(result, out_dir, field: str = "von_mises", clip: str | None = None, window_size=WINDOW_SIZE) -> list[Path]:
-    """``<loadcase>.png`` next to each load case's VTU in ``out_dir`` (sagittal cut for vertebrae)."""
+    """``<loadcase>.png`` next to each load case's VTU in ``out_dir``.
+
+    The default view is an axial cut (z = 0, seen from above) for models with screws, a
+    sagittal cut (x = 0) for other vertebrae and the whole model otherwise.
+    """
     from fembone.output import _safe, loadcase_mesh
 
     pv = _pv()
@@ -622,15 +654,15 @@ def write_previews(result, out_dir, field: str = "von_mises", clip: str | None =
     try:
         for name, lc in result.loadcases.items():
             grid = pv.from_meshio(loadcase_mesh(result, lc))
-            parts = split(grid)
-            c = clip or ("sagittal" if "lesion_fraction" in grid.cell_data else "none")
+            parts = split(grid, screw_radius(result.model.meta))
+            c = clip or ("axial" if parts.lines is not None else "sagittal" if "lesion_fraction" in grid.cell_data else "none")
             if pl is not None:
                 pl.close()
             pl = _new_plotter(True, window_size)
             add_result(pl, parts, field, c)
             pl.add_text(f"{result.model.name} - {name}, {field.replace('_', ' ')}" + (f", {c} cut" if c != "none" else ""),
                         position="upper_left", font_size=11, color=TEXT_COLOR)
-            set_camera(pl, parts.bounds, c)
+            set_camera(pl, parts.bounds, c, right_margin=0.18)
             path = out / f"{_safe(name)}.png"
             pl.screenshot(str(path))
             written.append(path)
@@ -707,7 +739,7 @@ def compare_panel(
         vtu = find_vtu(d, loadcase if d.is_dir() else None)
         grids.append(read_grid(vtu))
         lcs.append(loadcase if d.is_dir() and loadcase else vtu.stem)
-    parts = [split(g) for g in grids]
+    parts = [split(g, screw_radius(s.get("meta"))) for g, s in zip(grids, summaries, strict=True)]
     # one colour scale for all panels
     lo, hi = math.inf, -math.inf
     for p in parts:

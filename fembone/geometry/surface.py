@@ -121,7 +121,7 @@ def read_surface(surface, units: str = "mm"):
     F = F[ok]
     ext = float(np.ptp(P, axis=0).max())
     if not (10.0 <= ext <= 500.0):
-        hint = " (metres? use units='m')" if ext < 10.0 and units == "mm" else ""
+        hint = " (metres? use units='m', --units m)" if ext < 10.0 and units == "mm" else ""
         raise InputError(f"surface is {ext:.3g} mm across, not a vertebra{hint}", src)
     return P, F
 
@@ -454,6 +454,9 @@ def detect_frame(P: np.ndarray, F: np.ndarray, anterior=None, cranial=None, sour
             fpts[:, 0] *= -1.0
         fpts = fpts - zc[:2]
     info["foramen_found"] = foramen is not None
+    if foramen is None and ant_given is None:
+        warnings.warn(f"{source}: no vertebral foramen in the silhouette; anterior taken from the body's "
+                      "offset from the bone's centroid (check it, or give anterior=/--anterior)", stacklevel=2)
     return SurfaceFrame(R, origin, float(y_cut - zc[1]), fpts, info)
 
 

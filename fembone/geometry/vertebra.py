@@ -200,8 +200,9 @@ def _layout(dims: VertebraDims) -> _Layout:
     gap = 0.3 * dims.canal_depth  # isthmus lies this far behind the posterior body wall
     y_isth = y_back - gap
     x_isth = 0.5 * dims.canal_width + 0.5 * dims.pedicle_width / math.cos(th)
-    # medial pedicle edge where it meets the body; the posterior wall ends 1.5 mm short of it
-    xw = 0.5 * dims.canal_width - gap * math.tan(th) - 1.5
+    # medial pedicle edge where it meets the body; the posterior wall ends 2.5 mm short of it
+    # (closer, the seam and the pedicle footprint squeeze the 2 mm shell facets and fold them)
+    xw = 0.5 * dims.canal_width - gap * math.tan(th) - 2.5
     if xw < 3.0:
         raise InputError(
             f"{dims.level}: canal width {dims.canal_width} mm is too narrow for pedicle angle "

@@ -156,6 +156,27 @@ def test_overlays_lesion_cement_yield_screws(overlay_vtu, tmp_path):
     assert_not_blank(plain)
 
 
+def test_screws_as_written_by_fembone_output(overlay_vtu):
+    """Line cells marked by a 'screw' index carry the screw stress in their own 'von_mises'."""
+    g = viz.read_grid(overlay_vtu)
+    n = g.n_cells
+    del g.cell_data["screw_von_mises"]
+    g.cell_data["screw"] = np.concatenate([np.full(n - 2, -1), [0, 1]]).astype(np.int32)
+    vm = np.array(g.cell_data["von_mises"])
+    vm[-2:] = [50.0, 80.0]
+    g.cell_data["von_mises"] = vm
+    parts = viz.split(g, screw_radius=viz.screw_radius({"screws": [{"core_diameter": 2.0}]}))
+    assert parts.screw_radius == 1.0
+    pl = viz._new_plotter(True, (320, 240))
+    viz.add_result(pl, parts, "von_mises", "axial")
+    titles = set(pl.scalar_bars.keys())
+    pl.close()
+    assert {"von Mises stress (MPa)", "screw von Mises stress (MPa)"} <= titles
+    # the bone's colour scale ignores the screw cells
+    v, _, spec = viz.field_values(parts.solid, "von_mises")
+    assert len(v) == n - 2 and viz.field_range(v, spec)[1] < 50.0
+
+
 def test_write_previews(results, tmp_path):
     _, result = results["soft"]
     written = viz.write_previews(result, tmp_path)

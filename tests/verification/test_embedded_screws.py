@@ -462,3 +462,46 @@ def test_reactions_through_screw_ties(meshes):
     print(f"reported reaction {lc.reaction_force} N for an applied {lc.applied_force} N "
           f"(equilibrium error {lc.equilibrium_error:.2e})")
     assert lc.equilibrium_error < 1e-8
+
+
+# ------------------------------------------------------------------------- load sharing
+def _ybox_sharing(tmp_path):
+    """Iso-strain compression along y of a block crossed by a bar along y (uniform stress)."""
+    m = box_mesh((W, L, W), (2, 8, 2), origin=(-W / 2, -L / 2, 0.0))
+    p = tmp_path / "ybox.msh"
+    write_mesh(m, p)
+    d, Es, delta = 2.0, 1.0e5, 0.04
+    cons = [
+        {"where": {"set": "ymin"}, "fix": ["y"]},
+        {"where": node_box(-W / 2, -L / 2, 0.0), "fix": ["x", "z"]},
+        {"where": node_box(W / 2, -L / 2, 0.0), "fix": ["z"]},
+        {"where": {"set": "ymax"}, "value": [None, -delta, None]},
+    ]
+    spec = {"name": "bar", "entry": [XY[0], -L / 2, 5.0 + XY[1]], "target": [XY[0], L / 2, 5.0 + XY[1]],
+            "diameter": d, "core_diameter": d, "material": {"E": Es, "nu": 0.3, "yield": 1000.0}}
+    c = block_case(str(p), [spec], cons, {"push": [{"where": {"set": "ymax"}, "force": [0.0, 0.0, 0.0]}]})
+    ls = solve(build(c)).loadcases["push"].extra["load_sharing"]
+    eps = delta / L
+    return ls, Es * area(d) * eps, E_B * A_BLOCK * eps
+
+
+def test_load_sharing_screw_force_across_plane_y0(tmp_path):
+    """Across y = 0 the bar carries exactly E_s a eps (the bar has a node on the plane)."""
+    ls, Fs_exact, Fb_exact = _ybox_sharing(tmp_path)
+    Fs = np.asarray(ls["screws_force"])
+    print(f"screws force {Fs} N, expected |F_y| {Fs_exact:.10g}")
+    assert abs(Fs[1]) == pytest.approx(Fs_exact, rel=1e-9)
+    assert np.abs(Fs[[0, 2]]).max() < 1e-9 * Fs_exact
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "screws._bone_force divides the slab integral of sigma.e_y by the slab thickness h, but sums whole "
+    "elements whose centroid is in the slab, so their volume is not A h (here +21 %)"))
+def test_load_sharing_bone_force_across_plane_y0(tmp_path):
+    """Across y = 0 the bone carries E_b A eps; the share is E_s a / (E_s a + E_b A)."""
+    ls, Fs_exact, Fb_exact = _ybox_sharing(tmp_path)
+    Fb = np.asarray(ls["bone_force"])
+    share = Fs_exact / (Fs_exact + Fb_exact)
+    print(f"bone force {Fb} N, expected |F_y| {Fb_exact:.10g}; share {ls['screw_share']:.8f} vs {share:.8f}")
+    assert abs(Fb[1]) == pytest.approx(Fb_exact, rel=1e-6)
+    assert ls["screw_share"] == pytest.approx(share, rel=1e-6)
