@@ -132,7 +132,7 @@ def build_pattern(cells: np.ndarray, n_nodes: int, n_dofs: int | None = None) ->
     swap = a > b
     key = np.minimum(a, b).astype(np.int64) * n_nodes + np.maximum(a, b)
     key = key.ravel()
-    order = np.argsort(key, kind="stable")
+    order = np.argsort(key)  # any order of equal keys gives the same unique ids
     sk = key[order]
     first = np.empty(len(sk), bool)
     first[0] = True
@@ -147,7 +147,7 @@ def build_pattern(cells: np.ndarray, n_nodes: int, n_dofs: int | None = None) ->
     nbr = n_dofs // 3
     frow = np.concatenate([rows, cols[strict]])
     fcol = np.concatenate([cols, rows[strict]])
-    perm = np.lexsort((fcol, frow))
+    perm = np.argsort(frow * np.int64(n_nodes) + fcol)  # keys are unique: one sort, no lexsort
     indptr = np.zeros(nbr + 1, np.int64)
     np.cumsum(np.bincount(frow, minlength=nbr), out=indptr[1:])
     upper_indptr = np.zeros(nbr + 1, np.int64)

@@ -270,8 +270,10 @@ def reduce_system(K: sp.spmatrix, red: Reduction, f: np.ndarray | None = None, f
     n = red.n_dofs
     Idep = sp.diags(red.dependent.astype(float), format="csr")
     if red.is_selection:
-        Dm = sp.diags((~red.dependent).astype(float), format="csr")
-        Kq = (Dm @ K @ Dm + Idep).tocsr()
+        Kq = _mask_dependent(K, red.dependent)
+        if Kq is None:
+            Dm = sp.diags((~red.dependent).astype(float), format="csr")
+            Kq = (Dm @ K @ Dm + Idep).tocsr()
     else:
         Kq = (red.T.T @ K @ red.T + Idep).tocsr()
     if fmt == "upper":
@@ -283,6 +285,26 @@ def reduce_system(K: sp.spmatrix, red: Reduction, f: np.ndarray | None = None, f
         Kg = Kg[:, None]
     fq = red.T.T @ (f - Kg)
     return Kq, fq
+
+
+def _mask_dependent(K: sp.spmatrix, dep: np.ndarray) -> sp.csr_matrix | None:
+    """D K D + I_dep for a pure selection, in one pass over K's CSR arrays (no sparse products).
+
+    Rows and columns of dependent DOFs become zero except a unit diagonal; the sparsity
+    pattern is kept.  ``None`` when a dependent DOF has no stored diagonal entry.
+    """
+    K = K.tocsr()
+    n = K.shape[0]
+    counts = np.diff(K.indptr)
+    rows = np.repeat(np.arange(n, dtype=K.indices.dtype), counts)
+    diag = rows == K.indices
+    if np.count_nonzero(diag & dep[rows]) != np.count_nonzero(dep):
+        return None
+    drop = dep[rows]
+    drop |= dep[K.indices]
+    data = np.where(drop, 0.0, K.data)
+    data[diag & dep[rows]] = 1.0
+    return sp.csr_matrix((data, K.indices.copy(), K.indptr.copy()), shape=K.shape)
 
 
 def free_rigid_body_modes(

@@ -100,13 +100,20 @@ def tet_quality(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
     return np.nan_to_num(q)
 
 
+def face_keys(sorted_corners: np.ndarray, n_nodes: int) -> np.ndarray:
+    """A unique integer per face from its sorted corner ids (int64 while n^3 fits, else void-view)."""
+    s = np.ascontiguousarray(sorted_corners, dtype=np.int64)
+    if n_nodes < 2_000_000:
+        return (s[:, 0] * n_nodes + s[:, 1]) * n_nodes + s[:, 2]
+    return s.view(np.dtype((np.void, 24))).ravel()  # exact bytes key for very large meshes
+
+
 def _boundary_faces(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     faces_local = TET4_FACES if cells.shape[1] == 4 else TET10_FACES
     ne = len(cells)
     faces = cells[:, faces_local].reshape(-1, faces_local.shape[1])  # (4 ne, 3|6)
     s = np.sort(faces[:, :3], axis=1).astype(np.int64)
-    n = int(cells.max()) + 1
-    key = (s[:, 0] * n + s[:, 1]) * n + s[:, 2]  # one int64 per face: a 1-D sort, not a row-unique
+    key = face_keys(s, int(cells.max()) + 1)  # one integer per face: a 1-D sort, not a row-unique
     order = np.argsort(key, kind="stable")
     k = key[order]
     dup = np.zeros(len(k), bool)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fembone.errors import InputError, show
-from fembone.mesh import Mesh
+from fembone.mesh import Mesh, face_keys
 
 SHAPES = ("set", "plane", "box", "sphere", "ellipsoid", "cylinder")
 
@@ -177,8 +177,7 @@ def orient_faces(mesh: Mesh, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     nn = mesh.n_nodes
 
     def key(f):
-        s = np.sort(f[:, :3], axis=1).astype(np.int64)
-        return (s[:, 0] * nn + s[:, 1]) * nn + s[:, 2]
+        return face_keys(np.sort(f[:, :3], axis=1), nn)
 
     bk = key(bfaces)
     order = np.argsort(bk)
