@@ -57,7 +57,7 @@ MATERIALS = {
     "lesion": {"E": 5.0, "nu": 0.45},
 }
 #: gmsh element size (mm) per nominal size, calibrated on gmsh 4.15 (HXT)
-SIZES = {"50k": 2.72, "205k": 1.50, "814k": 0.883, "2M": 0.655}
+SIZES = {"50k": 2.72, "205k": 1.50, "814k": 0.883, "2M": 0.631}
 
 #: what runs at each size (a row is skipped where it does not fit in time or memory)
 RUNS = {
@@ -318,8 +318,8 @@ def child_main(kind: str, msh: Path, out: Path) -> None:
 # parent: fresh processes, wall time and peak RSS
 
 
-def _wait(cmd: list[str], cwd: Path, env: dict | None = None, log: Path | None = None) -> tuple[float, float, int]:
-    """Run ``cmd``; (wall s, peak RSS GB, exit code) of that process."""
+def _wait(cmd: list[str], cwd: Path, env: dict | None = None, log: Path | None = None) -> tuple[float, float, int, float]:
+    """Run ``cmd``; (wall s, peak RSS GB, exit code, CPU s) of that process."""
     t0 = time.perf_counter()
     with open(log or os.devnull, "w") as fh:
         p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
@@ -335,7 +335,7 @@ def _wait(cmd: list[str], cwd: Path, env: dict | None = None, log: Path | None =
             time.sleep(0.02)
     wall = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
-    return wall, ru.ru_maxrss / 2**20, p.returncode  # ru_maxrss is in KiB on Linux
+    return wall, ru.ru_maxrss / 2**20, p.returncode, ru.ru_utime + ru.ru_stime  # ru_maxrss: KiB on Linux
 
 
 def measure(kind: str, label: str) -> dict:
@@ -347,18 +347,18 @@ def measure(kind: str, label: str) -> dict:
             tmp = Path(tmp)
             shutil.copy(inp, tmp / "job.inp")
             env = dict(os.environ, OMP_NUM_THREADS="2", CCX_NPROC_EQUATION_SOLVER="2", CCX_NPROC_STIFFNESS="2")
-            wall, rss, rc = _wait(["ccx", "-i", "job"], tmp, env, log=tmp / "ccx.log")
+            wall, rss, rc, cpu = _wait(["ccx", "-i", "job"], tmp, env, log=tmp / "ccx.log")
             log = (tmp / "ccx.log").read_text(errors="replace")
             if rc != 0 or not (tmp / "job.dat").exists():
                 raise RuntimeError(f"ccx failed (exit {rc}): {log[-2000:]}")
             uz = _read_ccx_dat(tmp / "job.dat")
-        return {"read": None, "assemble": None, "setup": None, "solve": None, "total": wall, "peak_gb": rss,
+        return {"read": None, "assemble": None, "setup": None, "solve": None, "total": wall, "peak_gb": rss, "cpu_s": cpu,
                 "u_top": float(np.mean(uz)), "dofs": _ccx_dofs(inp)}
     with tempfile.NamedTemporaryFile(suffix=".json", dir=WORK, delete=False) as tf:
         out = Path(tf.name)
     try:
         log = out.with_suffix(".log")
-        wall, rss, rc = _wait([sys.executable, str(Path(__file__).resolve()), "--child", kind, "--mesh", str(msh),
+        wall, rss, rc, cpu = _wait([sys.executable, str(Path(__file__).resolve()), "--child", kind, "--mesh", str(msh),
                                "--out", str(out)], HERE.parent, log=log)
         if rc != 0 or not out.stat().st_size:
             raise RuntimeError(f"{kind} failed (exit {rc}): {log.read_text(errors='replace')[-2000:]}")
@@ -369,6 +369,7 @@ def measure(kind: str, label: str) -> dict:
     res["total"] = res["read"] + res["assemble"] + res["setup"] + res["solve"]
     res["process_wall"] = wall
     res["peak_gb"] = rss
+    res["cpu_s"] = cpu
     return res
 
 
@@ -414,7 +415,7 @@ def fmt(v, p=1):
 
 
 def print_table(rows: list[dict]) -> None:
-    head = f"{'size':>5} {'DOFs':>9}  {'code:solver':<16} {'read':>6} {'assemble':>8} {'setup':>6} {'solve':>6} {'total':>7} {'peak GB':>7}  {'u_top mm':>10} {'dev %':>6}  notes"
+    head = f"{'size':>5} {'DOFs':>9}  {'code:solver':<16} {'read':>6} {'assemble':>8} {'setup':>6} {'solve':>6} {'total':>7} {'cpu s':>6} {'peak GB':>7}  {'u_top mm':>10} {'dev %':>6}  notes"
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -428,7 +429,7 @@ def print_table(rows: list[dict]) -> None:
             notes.append(r["error"][:60])
         print(
             f"{r['size']:>5} {r.get('dofs', 0):>9,}  {r['kind']:<16} {fmt(r.get('read'), 2):>6} {fmt(r.get('assemble'), 2):>8} "
-            f"{fmt(r.get('setup'), 2):>6} {fmt(r.get('solve'), 2):>6} {fmt(r.get('total'), 1):>7} {fmt(r.get('peak_gb'), 2):>7}  "
+            f"{fmt(r.get('setup'), 2):>6} {fmt(r.get('solve'), 2):>6} {fmt(r.get('total'), 1):>7} {fmt(r.get('cpu_s'), 0):>6} {fmt(r.get('peak_gb'), 2):>7}  "
             f"{'—' if r.get('u_top') is None else format(r['u_top'], '.5e'):>10} {fmt(r.get('dev_pct'), 3):>6}  {'; '.join(notes)}"
         )
 
@@ -481,7 +482,7 @@ def main(argv=None) -> int:
             row = {"size": label, "kind": kind, "repeat": len(runs)}
             if runs:
                 row.update(runs[0])
-                for key in ("read", "assemble", "setup", "solve", "post", "total", "peak_gb", "process_wall"):
+                for key in ("read", "assemble", "setup", "solve", "post", "total", "peak_gb", "process_wall", "cpu_s"):
                     vals = [r[key] for r in runs if r.get(key) is not None]
                     row[key] = statistics.median(vals) if vals else None
                 row["runs_total"] = [r["total"] for r in runs]

@@ -209,7 +209,7 @@ def postprocess(
     mesh = model.mesh
     un = u[: 3 * mesh.n_nodes].reshape(-1, 3)
     fields = compute_fields(mesh, geom, model.C, un)
-    r = K @ u - f
+    r = red.reactions(K @ u - f)
     RF, RM = force_resultants(model, r, red.fixed)
     AF, AM = force_resultants(model, f)
     scale = max(np.linalg.norm(AF), np.abs(np.where(red.fixed, r, 0)).sum() / 2, 1e-300)

@@ -94,6 +94,12 @@ class Reduction:
     g: np.ndarray
     dependent: np.ndarray  # bool (n,)
     fixed: np.ndarray  # bool (n,): DOFs tied to ground (where reactions are reported)
+    T_react: sp.csr_matrix | None = None  # ties with supports kept: maps residuals onto supports
+
+    def reactions(self, residual: np.ndarray) -> np.ndarray:
+        """Support reactions (full DOF vector, zero off the supports) from r = K u - f."""
+        r = residual if self.T_react is None else self.T_react.T @ residual
+        return np.where(self.fixed, r, 0.0)
 
     @property
     def n_dofs(self) -> int:
@@ -254,6 +260,18 @@ class ConstraintSet:
         T.sum_duplicates()
         red = Reduction(T.tocsr(), g, dep, fixed)
         red._selection = selection
+        if not selection:
+            # the same ties with supported DOFs kept as unknowns: its transpose carries constraint
+            # forces of ties onto the supports they lean on (reactions = R^T (K u - f) there)
+            Tr0 = T0 + sp.diags(fixed.astype(float), format="csr")
+            slave = dep & ~fixed
+            R = Tr0
+            for _ in range(10):
+                if not (slave[R.indices] & (R.data != 0)).any():
+                    break
+                R = (Tr0 @ R).tocsr()
+                R.eliminate_zeros()
+            red.T_react = R.tocsr()
         self._T0, self._g0 = T0, g0
         return red
 

@@ -450,9 +450,6 @@ def test_interface_springs(meshes):
 
 
 # ------------------------------------------------------------------ known limitation
-@pytest.mark.xfail(strict=False, reason=(
-    "reactions are summed over fixed DOFs only (fembone.analysis.postprocess): a screw node tied to "
-    "supported host nodes hands its force to the support through the tie, and that share is missed"))
 @pytest.mark.filterwarnings("ignore:load case 'push'. equilibrium error")
 def test_reactions_through_screw_ties(meshes):
     """A bar whose end sits in elements on the supported face: the support reaction must
@@ -494,9 +491,6 @@ def test_load_sharing_screw_force_across_plane_y0(tmp_path):
     assert np.abs(Fs[[0, 2]]).max() < 1e-9 * Fs_exact
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "screws._bone_force divides the slab integral of sigma.e_y by the slab thickness h, but sums whole "
-    "elements whose centroid is in the slab, so their volume is not A h (here +21 %)"))
 def test_load_sharing_bone_force_across_plane_y0(tmp_path):
     """Across y = 0 the bone carries E_b A eps; the share is E_s a / (E_s a + E_b A)."""
     ls, Fs_exact, Fb_exact = _ybox_sharing(tmp_path)
