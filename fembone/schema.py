@@ -64,9 +64,38 @@ def load_yaml(path: str | Path) -> Any:
     return parse_yaml(text, str(path))
 
 
+#: deepest nesting a case file may have (real cases need fewer than 10 levels)
+MAX_DEPTH = 64
+
+
+def _depth(node) -> int:
+    """Nesting depth of a composed YAML node tree, without recursion."""
+    deepest, stack = 0, [(node, 1)]
+    seen = set()
+    while stack:
+        n, d = stack.pop()
+        if n is None or id(n) in seen:
+            continue
+        seen.add(id(n))
+        deepest = max(deepest, d)
+        if isinstance(n, yaml.SequenceNode):
+            stack.extend((c, d + 1) for c in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            stack.extend((v, d + 1) for _, v in n.value)
+    return deepest
+
+
 def parse_yaml(text: str, source: str = "<string>") -> Any:
+    """Parse YAML text safely; anything malformed or nested deeper than MAX_DEPTH is an input error."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None and _depth(node) > MAX_DEPTH:
+                raise InputError(f"invalid YAML: nesting deeper than {MAX_DEPTH} levels", source)
+            return loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
