@@ -92,9 +92,10 @@ def _vertebra_mesh(ctx: CaseContext, spec, path: str) -> Mesh:
 
 
 def _generator_version() -> str:
+    """Changes whenever the generator's source changes, so stale cached meshes are not reused."""
     from fembone.geometry import vertebra
 
-    return getattr(vertebra, "GENERATOR_VERSION", "1")
+    return hashlib.sha1(Path(vertebra.__file__).read_bytes()).hexdigest()[:12]
 
 
 def is_vertebra(ctx: CaseContext) -> bool:

@@ -60,9 +60,12 @@ __all__ = [
 VOLUME_GROUPS = ("cortical_shell", "trabecular", "posterior_elements")
 SURFACE_GROUPS = ("endplate_superior", "endplate_inferior", "posterior_wall")
 
-# splines through every 2nd (posterior wall) / 3rd (rest) point of the 360-point section; coarser
-# steps let the offset inner section bulge through the outer one near the corners (sliver volumes)
-_STEP_POST, _STEP_REST = 2, 3
+# Section splines interpolate points spaced evenly (mm) in arc length along a dense polyline of the
+# analytic section, with the section's tangent at every point: < 0.2 mm from the polyline, and
+# tangent-continuous at the posterior-wall seams.  Unevenly spaced points or end-only tangents
+# gave curvature spikes at the seams (folded facets where a seam meets an endplate); denser points
+# slow the booleans several-fold.
+_SPLINE_SPACING = 3.0
 _GMSH_LOCK = threading.Lock()  # gmsh is a process-wide singleton and not thread-safe
 
 
@@ -140,10 +143,8 @@ class _Layout:
     """Derived positions shared by the CAD builder and the landmarks (mm, RAS)."""
 
     dims: VertebraDims
-    section: np.ndarray  # (N, 2) closed outer endplate section, CCW, centroid at origin
-    j_left: int  # index of the posterior-wall junction at x = -xw
-    j_right: int  # index of the posterior-wall junction at x = +xw
-    xw: float  # half-width of the posterior wall segment
+    section: np.ndarray  # (N, 2) dense closed outer endplate section, CCW, centroid at origin
+    xw: float  # half-width of the posterior wall segment at the endplates (x = +-xw seams)
     y_back: float  # most posterior y of the endplate section
     y_front: float  # most anterior y of the endplate section
     z_ped: float  # height of the pedicle axes
@@ -159,7 +160,7 @@ def _scale(dims: VertebraDims, z: float) -> float:
     return 1.0 - dims.waist * (1.0 - (2.0 * z / dims.body_height) ** 2)
 
 
-def _raw_section(dims: VertebraDims, n: int = 360) -> np.ndarray:
+def _raw_section(dims: VertebraDims, n: int = 1440) -> np.ndarray:
     """Kidney-shaped outer section at the endplate, CCW, width W, depth D, centroid 0."""
     a = 0.5 * dims.body_width
     b = 0.5 * dims.body_depth
@@ -209,10 +210,6 @@ def _layout(dims: VertebraDims) -> _Layout:
             f"{dims.pedicle_angle_deg} deg (posterior wall half-width {xw:.1f} mm < 3 mm)",
             where="dims.canal_width",
         )
-    post = np.nonzero(sec[:, 1] < 0.0)[0]
-    j_left = int(post[np.argmin(np.abs(sec[post, 0] + xw))])
-    j_right = int(post[np.argmin(np.abs(sec[post, 0] - xw))])
-    xw = 0.5 * (abs(sec[j_left, 0]) + abs(sec[j_right, 0]))
     z_ped = 0.5 * H - 0.5 * dims.pedicle_height - 1.5  # pedicles join the upper body
     y_lam_front = y_back - dims.canal_depth
     y_lam_back = y_lam_front - dims.lamina_thickness
@@ -220,7 +217,7 @@ def _layout(dims: VertebraDims) -> _Layout:
     ce = 4.0 * max(dims.endplate_dish, 1e-9)
     k = math.sqrt(1.0 - (1.0 - 0.25) ** 2)
     dish = (0.35 * dims.body_width / k, 0.30 * dims.body_depth / k, ce)
-    return _Layout(dims, sec, j_left, j_right, xw, y_back, y_front, z_ped, y_isth, x_isth,
+    return _Layout(dims, sec, xw, y_back, y_front, z_ped, y_isth, x_isth,
                    y_lam_front, y_lam_back, dish)
 
 
@@ -297,40 +294,65 @@ def vertebra_landmarks(dims: VertebraDims | str) -> dict:
 # ----------------------------------------------------------------------------- CAD
 
 
-def _section_wire(occ, pts: np.ndarray, z: float, j_left: int, j_right: int) -> int:
-    """Wire of two splines (posterior wall segment, anterolateral rest) at height z."""
-    n = len(pts)
+def _arc_length(p: np.ndarray) -> tuple[np.ndarray, float]:
+    """Cumulative arc length at each vertex of a closed polyline, and its perimeter."""
+    seg = np.linalg.norm(np.roll(p, -1, axis=0) - p, axis=1)
+    return np.concatenate([[0.0], np.cumsum(seg[:-1])]), float(seg.sum())
 
-    def arc(i0: int, i1: int, step: int) -> list[int]:
-        idx = list(range(i0, i1 + 1 if i1 >= i0 else i1 + n + 1))
-        idx = [i % n for i in idx]
-        keep = idx[::step]
-        if keep[-1] != idx[-1]:
-            if len(keep) > 1 and (len(idx) - 1) % step < step // 2:
-                keep[-1] = idx[-1]
-            else:
-                keep.append(idx[-1])
-        return keep
 
-    posterior = arc(j_left, j_right, _STEP_POST)
-    rest = arc(j_right, j_left, _STEP_REST)
-    tags = {}
+def _posterior_crossing(p: np.ndarray, s: np.ndarray, x0: float) -> float:
+    """Arc length where the posterior (y < 0) part of the polyline crosses x = x0."""
+    q = np.roll(p, -1, axis=0)
+    hit = np.nonzero((p[:, 1] < 0.0) & ((p[:, 0] - x0) * (q[:, 0] - x0) <= 0.0) & (p[:, 0] != q[:, 0]))[0]
+    if len(hit) != 1:
+        raise FemboneError(f"posterior-wall seam x = {x0:.2f} mm crosses the body section {len(hit)} times")
+    i = int(hit[0])
+    f = (x0 - p[i, 0]) / (q[i, 0] - p[i, 0])
+    seg = float(np.linalg.norm(q[i] - p[i]))
+    return float(s[i] + f * seg)
 
-    def pt(i: int) -> int:
-        if i not in tags:
-            tags[i] = occ.addPoint(float(pts[i, 0]), float(pts[i, 1]), z)
-        return tags[i]
 
-    def tangent(i: int, length: float) -> list[float]:
-        d = pts[(i + 1) % n] - pts[(i - 1) % n]
-        d = d / np.linalg.norm(d) * length
-        return [float(d[0]), float(d[1]), 0.0]
+def _section_wire(occ, pts: np.ndarray, z: float, xw: float) -> int:
+    """Wire of two splines at height z: the posterior wall (|x| <= xw, y < 0) and the rest.
 
+    Points are spaced evenly in arc length and carry the section's tangent, so
+    the wire is tangent-continuous at the seams.
+    """
+    s, per = _arc_length(pts)
+    closed = np.vstack([pts, pts[:1]])
+    s_closed = np.concatenate([s, [per]])
+
+    def at(u: np.ndarray) -> np.ndarray:
+        u = np.mod(u, per)
+        return np.column_stack([np.interp(u, s_closed, closed[:, 0]), np.interp(u, s_closed, closed[:, 1])])
+
+    s_l = _posterior_crossing(pts, s, -xw)
+    s_r = _posterior_crossing(pts, s, xw)
+    if s_r < s_l:
+        s_r += per
+    spans = ((s_l, s_r), (s_r, s_l + per))
+    ends = {}
     curves = []
-    for seg in (posterior, rest):
-        chord = float(np.sum(np.linalg.norm(np.diff(pts[seg], axis=0), axis=1)))
-        tg = tangent(seg[0], chord) + tangent(seg[-1], chord)
-        curves.append(occ.addSpline([pt(i) for i in seg], tangents=tg))
+    for u0, u1 in spans:
+        n = max(4, int(math.ceil((u1 - u0) / _SPLINE_SPACING)))
+        u = np.linspace(u0, u1, n + 1)
+        xy = at(u)
+        tags = []
+        for k, (x, y) in enumerate(xy):
+            key = round(float(np.mod(u[k], per)), 9) if k in (0, n) else None
+            if key is not None and key in ends:
+                tags.append(ends[key])
+                continue
+            tg = occ.addPoint(float(x), float(y), z)
+            if key is not None:
+                ends[key] = tg
+            tags.append(tg)
+        # unit tangents at every point (6-entry end tangents make OCC loop near the end)
+        h = 0.25 * (u1 - u0) / n
+        tng = at(u + h) - at(u - h)
+        tng /= np.linalg.norm(tng, axis=1, keepdims=True)
+        tng3 = np.column_stack([tng, np.zeros(len(tng))]).ravel().tolist()
+        curves.append(occ.addSpline(tags, tangents=tng3))
     return occ.addWire(curves, checkClosed=True)
 
 
@@ -342,7 +364,7 @@ def _loft(occ, dims: VertebraDims, lay: _Layout, inset: float) -> int:
         pts = lay.section * _scale(dims, z)
         if inset > 0.0:
             pts = _offset_inward(pts, inset)
-        wires.append(_section_wire(occ, pts, z, lay.j_left, lay.j_right))
+        wires.append(_section_wire(occ, pts, z, lay.xw * _scale(dims, z)))
     vols = occ.addThruSections(wires, makeSolid=True, makeRuled=False)
     vol = [t for d, t in vols if d == 3]
     if len(vol) != 1:

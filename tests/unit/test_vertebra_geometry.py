@@ -303,6 +303,20 @@ def test_generate_rejects_bad_input_and_leaves_gmsh_clean(tmp_path):
     assert not (tmp_path / "x.msh").exists()
 
 
+def test_gmsh_failure_is_reported_and_gmsh_finalised(tmp_path, monkeypatch):
+    from fembone.errors import FemboneError
+    from fembone.geometry import vertebra
+
+    def boom(gmsh_mod, *args):
+        gmsh_mod.model.occ.addBox(0, 0, 0, 1, 1, 1)
+        raise Exception("simulated OpenCASCADE failure")
+
+    monkeypatch.setattr(vertebra, "_build_and_mesh", boom)
+    with pytest.raises(FemboneError, match="L2.*simulated"):
+        generate_vertebra(tmp_path / "x.msh", level="L2", size=SIZE)
+    assert not gmsh.isInitialized(), "gmsh left initialised after a failed generation"
+
+
 @pytest.mark.parametrize("level", ["L1", "L2", "L3", "L4", "L5"])
 def test_landmarks_are_consistent(level):
     d = vertebra_dims(level)
