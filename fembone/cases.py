@@ -245,9 +245,7 @@ def _constraint(ctx: CaseContext, entry, path: str) -> None:
             raise InputError(f"reference point '{pname}' is defined twice", f"{path}.point")
         faces, _ = select_faces(mesh, entry["where"], f"{path}.where")
         nodes = np.unique(faces)
-        from fembone.loads import traction_load as _tl
-
-        w = _tl(mesh.points, faces, np.array([1.0, 0.0, 0.0]), mesh.n_nodes)[:, 0]  # nodal area weights
+        w = traction_load(mesh.points, faces, np.array([1.0, 0.0, 0.0]), mesh.n_nodes)[:, 0]  # nodal area weights
         if "at" in entry:
             at = np.array(S.vector(entry["at"], f"{path}.at"))
         else:

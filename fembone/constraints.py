@@ -111,12 +111,8 @@ class Reduction:
             return self.T @ q + self.g[:, None]
         return self.T @ q + self.g
 
-    @property
-    def is_selection(self) -> bool:
-        """True when T only drops DOFs (no couplings): then reduction is a cheap masking."""
-        return self._selection
-
-    _selection: bool = True
+    #: True when T only drops DOFs (no ties): the reduction is then a cheap masking
+    is_selection: bool = True
 
 
 class ConstraintSet:
@@ -259,7 +255,7 @@ class ConstraintSet:
             raise InputError("constraints form a cycle (a DOF depends on itself)")
         T.sum_duplicates()
         red = Reduction(T.tocsr(), g, dep, fixed)
-        red._selection = selection
+        red.is_selection = selection
         if not selection:
             # the same ties with supported DOFs kept as unknowns: its transpose carries constraint
             # forces of ties onto the supports they lean on (reactions = R^T (K u - f) there)
