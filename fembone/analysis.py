@@ -20,7 +20,7 @@ from fembone.constraints import Reduction, check_constrained, reduce_system
 from fembone.loads import face_quadrature
 from fembone.model import Model, Probe
 from fembone.results import Fields, compute_fields, equivalent_strain, principal, von_mises
-from fembone.solvers import choose_solver
+from fembone.solvers import Solver, choose_solver
 
 EQUILIBRIUM_TOL = 1e-8
 
@@ -84,6 +84,7 @@ class Result:
     solver: str
     solver_info: dict
     timings: dict[str, float]
+    linear_solver: Solver | None = None  # the set-up solver, reusable by the next similar model
 
     def summary(self) -> dict:
         m = self.model
@@ -131,8 +132,17 @@ def assemble(model: Model, assembler: Assembler | None = None) -> tuple[Assemble
     return assembler, K.tocsr()
 
 
-def solve(model: Model, progress: Progress | None = None, assembler: Assembler | None = None) -> Result:
-    """Solve all load cases of ``model`` with one factorisation (or one AMG hierarchy)."""
+def solve(
+    model: Model, progress: Progress | None = None, assembler: Assembler | None = None,
+    solver: Solver | None = None, nodal: bool = True,
+) -> Result:
+    """Solve all load cases of ``model`` with one factorisation (or one AMG hierarchy).
+
+    Reuse across similar models (studies): ``assembler`` keeps element geometry and the
+    sparsity pattern; ``solver`` (``Result.linear_solver`` of an earlier run) keeps PARDISO's
+    ordering and symbolic analysis when the pattern is unchanged.  ``nodal=False`` skips
+    nodal stress recovery (only needed for pictures and VTU point data).
+    """
     progress = progress or _quiet
     timings: dict[str, float] = {}
     mesh = model.mesh
@@ -150,7 +160,9 @@ def solve(model: Model, progress: Progress | None = None, assembler: Assembler |
     Kq, Fq = reduce_system(K, red, F)
     B = model.layout.rigid_modes(mesh.points, scale=float(np.ptp(mesh.points, axis=0).max()))
     B[red.dependent] = 0.0
-    solver = choose_solver(model.n_dofs, model.solver)
+    wanted = choose_solver(model.n_dofs, model.solver)
+    if solver is None or type(solver) is not type(wanted):
+        solver = wanted
     for k, v in model.solver_options.items():
         setattr(solver, k, v)
     solver.setup(Kq, near_nullspace=B)
@@ -166,10 +178,12 @@ def solve(model: Model, progress: Progress | None = None, assembler: Assembler |
     t = time.perf_counter()
     results = {}
     for k, name in enumerate(names):
-        results[name] = postprocess(model, assembler.geometry, K, red, U[:, k], F[:, k], name)
+        results[name] = postprocess(model, assembler.geometry, K, red, U[:, k], F[:, k], name, nodal=nodal)
     timings["postprocess"] = time.perf_counter() - t
     progress("post-process", timings["postprocess"], "")
-    return Result(model, assembler.geometry, K, red, results, solver.name, dict(solver.info), timings)
+    out = Result(model, assembler.geometry, K, red, results, solver.name, dict(solver.info), timings)
+    out.linear_solver = solver
+    return out
 
 
 def _all_points(model: Model) -> np.ndarray:
@@ -204,11 +218,12 @@ def force_resultants(model: Model, v: np.ndarray, mask: np.ndarray | None = None
 
 
 def postprocess(
-    model: Model, geom: ElementGeometry, K: sp.csr_matrix, red: Reduction, u: np.ndarray, f: np.ndarray, name: str
+    model: Model, geom: ElementGeometry, K: sp.csr_matrix, red: Reduction, u: np.ndarray, f: np.ndarray, name: str,
+    nodal: bool = True,
 ) -> LoadCaseResult:
     mesh = model.mesh
     un = u[: 3 * mesh.n_nodes].reshape(-1, 3)
-    fields = compute_fields(mesh, geom, model.C, un)
+    fields = compute_fields(mesh, geom, model.C, un, nodal=nodal)
     r = red.reactions(K @ u - f)
     RF, RM = force_resultants(model, r, red.fixed)
     AF, AM = force_resultants(model, f)

@@ -453,6 +453,7 @@ _LOCK = threading.RLock()
 _LOCAL = threading.local()
 _MESHES: OrderedDict = OrderedDict()
 _ASSEMBLERS: OrderedDict = OrderedDict()
+_SOLVERS: dict = {}  # per-worker: the last linear solver per mesh key (PARDISO analysis reuse)
 CACHE_SIZE = 4
 _ORIGINAL_READ_MESH = None
 
@@ -538,6 +539,7 @@ def clear_caches() -> None:
     with _LOCK:
         _MESHES.clear()
         _ASSEMBLERS.clear()
+        _SOLVERS.clear()
 
 
 # -- running one case -----------------------------------------------------------------------
@@ -584,7 +586,12 @@ def run_case(task: dict) -> dict:
                 asm = Assembler(model.mesh, n_dofs=model.n_dofs)  # geometry + pattern, kept for later cases
                 _keep_assembler(key, asm)
             geometry_s = time.perf_counter() - t
-            result = analysis.solve(model, assembler=asm)
+            # keep the solver per mesh too: PARDISO then redoes only the numerical factorisation
+            with _LOCK:  # taken out while in use: threads of one worker never share a solver
+                reusable = _SOLVERS.pop(key, None)
+            result = analysis.solve(model, assembler=asm, solver=reusable, nodal=bool(task.get("vtu")))
+            with _LOCK:
+                _SOLVERS[key] = result.linear_solver
             t = time.perf_counter()
             summary = write_results(result, case_dir, vtu=bool(task.get("vtu")))
             if task.get("png") and task.get("vtu"):
