@@ -24,6 +24,7 @@ from fembone.mesh import Mesh
 from fembone.materials import VOIGT
 
 CHUNK = 8192  # elements per batch: bounds the memory of temporary element blocks
+PASS_BYTES = 512 * 2**20  # element blocks held at once before they are summed (bytes)
 
 
 @dataclass
@@ -210,23 +211,30 @@ class Assembler:
         pat, geo = self.pattern, self.geometry
         ne = self.mesh.n_elements
         npair = pat.inv.shape[0]
-        vals = np.empty((3, 3, npair, ne))
-        for s0 in range(0, ne, CHUNK):
-            s = slice(s0, min(s0 + CHUNK, ne))
-            P = pair_products(geo.grads[..., s], geo.wdet[:, s])
-            if C is None:
-                K = stiffness_blocks(P, np.asarray(lam)[s], np.asarray(mu)[s])
-            else:
-                K = stiffness_blocks(P, C=np.asarray(C)[s])
-            sw = pat.swap[:, s][:, None, None, :]
-            K = np.where(sw, K.transpose(0, 2, 1, 3), K)
-            vals[..., s] = K.transpose(1, 2, 0, 3)
-        idx = pat.inv.ravel()
-        out = np.empty((pat.n_blocks, 3, 3))
-        for a in range(3):
-            for b in range(3):
-                out[:, a, b] = np.bincount(idx, weights=vals[a, b].ravel(), minlength=pat.n_blocks)
-        return out
+        # element blocks are summed pass by pass: one pass holds at most PASS_BYTES of them
+        # (all of them at once was the peak memory of a 2M-DOF model)
+        per_pass = max(CHUNK, (PASS_BYTES // (9 * npair * 8)) // CHUNK * CHUNK)
+        out = np.zeros((3, 3, pat.n_blocks))
+        for p0 in range(0, ne, per_pass):
+            p1 = min(p0 + per_pass, ne)
+            vals = np.empty((3, 3, npair, p1 - p0))
+            for s0 in range(p0, p1, CHUNK):
+                s = slice(s0, min(s0 + CHUNK, p1))
+                P = pair_products(geo.grads[..., s], geo.wdet[:, s])
+                if C is None:
+                    K = stiffness_blocks(P, np.asarray(lam)[s], np.asarray(mu)[s])
+                else:
+                    K = stiffness_blocks(P, C=np.asarray(C)[s])
+                sw = pat.swap[:, s][:, None, None, :]
+                K = np.where(sw, K.transpose(0, 2, 1, 3), K)
+                vals[..., s0 - p0 : s.stop - p0] = K.transpose(1, 2, 0, 3)
+                del P, K
+            idx = pat.inv[:, p0:p1].ravel()
+            for a in range(3):
+                for b in range(3):
+                    out[a, b] += np.bincount(idx, weights=vals[a, b].ravel(), minlength=pat.n_blocks)
+            del vals, idx
+        return np.ascontiguousarray(out.transpose(2, 0, 1))
 
     def matrix(self, lam=None, mu=None, C=None, fmt: str = "csr") -> sp.spmatrix:
         """Full symmetric stiffness (N/mm): ``fmt`` 'bsr' (3x3 blocks), 'csr' or 'upper' (CSR triangle)."""

@@ -33,8 +33,11 @@ from fembone.errors import InputError, SolverError
 
 SOLVERS: dict[str, type[Solver]] = {}
 
-#: models up to this many DOFs use a direct factorisation by default
-DIRECT_LIMIT = 450_000
+#: models up to this many DOFs use a direct factorisation by default.  Measured on the
+#: vertebra-like tet10 body (benchmarks/README.md): single-precision PARDISO was 4x faster
+#: than AMG-CG at 49k DOFs and 1.3x slower at 205k (factor work grows ~n^2, AMG ~n), so the
+#: cross-over is near 150k; above it AMG-CG is also the one that fits in memory.
+DIRECT_LIMIT = 150_000
 #: relative residual the iterative solvers (and refinement) aim for
 RTOL = 1e-10
 
@@ -187,28 +190,45 @@ class Pardiso(Solver):
         return x if b is not None else None
 
     def setup(self, K, near_nullspace=None):
+        """Factorise K.  A solver set up before on a matrix with the same sparsity pattern (the
+        parametric-study case: only material values change) keeps PARDISO's fill-reducing
+        ordering and symbolic analysis and redoes only the numerical factorisation (phase 22)."""
         t = time.perf_counter()
         self.K = K.tocsr()
         U = sp.triu(self.K, format="csr")
         U.sort_indices()
-        self.dtype = np.float32 if self.precision == "single" else np.float64
+        dtype = np.float32 if self.precision == "single" else np.float64
+        ia = U.indptr.astype(np.int32)
+        ja = U.indices.astype(np.int32)
+        reuse = (
+            getattr(self, "pt", None) is not None and self.pt.any() and self.dtype == dtype
+            and self.n == K.shape[0] and np.array_equal(self.ia, ia) and np.array_equal(self.ja, ja)
+        )
+        if not reuse and getattr(self, "pt", None) is not None and self.pt.any():
+            self._call(-1)  # release the previous factorisation
+        self.dtype = dtype
         self.n = K.shape[0]
         self.a = U.data.astype(self.dtype)
-        self.ia = U.indptr.astype(np.int32)
-        self.ja = U.indices.astype(np.int32)
-        self.pt = np.zeros(64, np.int64)
-        self.iparm = np.zeros(64, np.int32)
-        ip = self.iparm
-        ip[0] = 1  # user-supplied parameters
-        ip[1] = 2  # METIS nested dissection
-        ip[7] = 0  # no iterative refinement inside PARDISO (we refine with CG)
-        ip[9] = 8
-        ip[17] = -1  # report nnz of the factor
-        ip[23] = 1  # parallel two-level factorisation
-        ip[27] = 1 if self.dtype == np.float32 else 0
-        ip[34] = 1  # zero-based indexing
-        self._call(12)
-        self.info.update(factor_s=time.perf_counter() - t, factor_nnz=int(ip[17]), precision=self.precision)
+        self.ia, self.ja = ia, ja
+        if reuse:
+            self._call(22)
+        else:
+            self.pt = np.zeros(64, np.int64)
+            self.iparm = np.zeros(64, np.int32)
+            ip = self.iparm
+            ip[0] = 1  # user-supplied parameters
+            ip[1] = 2  # METIS nested dissection
+            ip[7] = 0  # no iterative refinement inside PARDISO (we refine with CG)
+            ip[9] = 8
+            ip[17] = -1  # report nnz of the factor
+            ip[23] = 1  # parallel two-level factorisation
+            ip[27] = 1 if self.dtype == np.float32 else 0
+            ip[34] = 1  # zero-based indexing
+            self._call(12)
+        self.info.update(
+            factor_s=time.perf_counter() - t, factor_nnz=int(self.iparm[17]), precision=self.precision,
+            reused_analysis=bool(reuse),
+        )
 
     def _apply(self, b):
         x = self._call(33, np.asarray(b))
