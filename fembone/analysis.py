@@ -160,7 +160,7 @@ def solve(
     Kq, Fq = reduce_system(K, red, F)
     B = model.layout.rigid_modes(mesh.points, scale=float(np.ptp(mesh.points, axis=0).max()))
     B[red.dependent] = 0.0
-    wanted = choose_solver(model.n_dofs, model.solver)
+    wanted = choose_solver(model.n_dofs, model.solver, n_rhs=len(names))
     if solver is None or type(solver) is not type(wanted):
         solver = wanted
     for k, v in model.solver_options.items():

@@ -416,8 +416,24 @@ class Cholmod(Solver):
         return x
 
 
-def choose_solver(n_dofs: int, requested: str | None = None, where: str = "solver") -> Solver:
-    """The solver named ``requested``, or by size: direct up to DIRECT_LIMIT DOFs, else AMG-CG."""
+#: never factorise above this many DOFs by default (the single-precision factor of a tet10
+#: vertebra grows to several GB past it)
+DIRECT_CAP = 500_000
+
+
+def direct_limit(n_rhs: int = 1) -> int:
+    """DOFs up to which a factorisation beats AMG-CG for ``n_rhs`` load cases.
+
+    One factorisation serves every load case, while CG pays per load case: with the
+    measured costs (benchmarks/README.md: PARDISO factor ~ n^1.6, AMG setup + CG ~ n per
+    load case) the cross-over moves up roughly as n_rhs^0.8, capped by DIRECT_CAP.
+    """
+    return int(min(DIRECT_LIMIT * max(1, n_rhs) ** 0.8, DIRECT_CAP))
+
+
+def choose_solver(n_dofs: int, requested: str | None = None, where: str = "solver", n_rhs: int = 1) -> Solver:
+    """The solver named ``requested``, or by size and load-case count: direct up to
+    :func:`direct_limit`, else AMG-CG."""
     if requested not in (None, "auto"):
         if requested not in SOLVERS:
             raise InputError(f"unknown solver '{requested}' (known: auto, {', '.join(SOLVERS)})", where)
@@ -427,7 +443,7 @@ def choose_solver(n_dofs: int, requested: str | None = None, where: str = "solve
         return cls()
     if n_dofs <= 20_000:
         return SuperLU()
-    if n_dofs <= DIRECT_LIMIT and Pardiso.available():
+    if n_dofs <= direct_limit(n_rhs) and Pardiso.available():
         return Pardiso()
     if n_dofs <= 60_000:
         return SuperLU()
