@@ -108,8 +108,10 @@ def compute_fields(mesh: Mesh, geom: ElementGeometry, C: np.ndarray, u_nodes: np
 
 def nodal_fields(mesh: Mesh, geom: ElementGeometry, C: np.ndarray, u_nodes: np.ndarray):
     """Strain and stress at nodes: element fields at their own nodes, volume-weighted average."""
-    xi = mesh.element.node_coords()
-    grads, _ = gradients_at(mesh, xi)
+    grads = getattr(geom, "_node_grads", None)
+    if grads is None or grads.shape[-1] != mesh.n_elements:  # same for every load case: keep it
+        grads, _ = gradients_at(mesh, mesh.element.node_coords())
+        geom._node_grads = grads
     H = displacement_gradient(u_nodes, mesh.cells, grads)  # (nen, 3, 3, ne)
     eps = strain_from_gradient(H).transpose(3, 0, 1, 2)  # (ne, nen, 3, 3)
     sig = stress_from_strain(eps, C)
