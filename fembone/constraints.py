@@ -281,7 +281,6 @@ class ConstraintSet:
 
 def reduce_system(K: sp.spmatrix, red: Reduction, f: np.ndarray | None = None, fmt: str = "csr"):
     """K_q = T^T K T + I_dep (CSR; ``fmt='upper'`` gives the upper triangle), f_q = T^T (f - K g)."""
-    n = red.n_dofs
     Idep = sp.diags(red.dependent.astype(float), format="csr")
     if red.is_selection:
         Kq = _mask_dependent(K, red.dependent)

@@ -136,7 +136,6 @@ def embed(model, screw: Screw, h: float | None = None, interface_stiffness: floa
     coefs = np.concatenate([c.reshape(len(emb), -1) / a[k], -np.tile(a[others], (len(emb), 1)) / a[k]], axis=1)
     model.constraints.tie(dofs[emb, 3 + k], masters, coefs, label=f"{where} (screw '{screw.name}' spin)")
     # beam stiffness and connectivity
-    n = len(pts)
     Ke = beam_global_stiffness(pts[:-1], pts[1:], screw.E, screw.nu, screw.section)  # (n-1, 12, 12)
     edofs = np.hstack([dofs[:-1], dofs[1:]])  # (n-1, 12)
     r = np.repeat(edofs, 12, axis=1).ravel()
@@ -301,7 +300,7 @@ def _placement(spec, path: str, landmarks: dict | None) -> list[Screw]:
 # -- case-file section ---------------------------------------------------------------------
 def _section(ctx, spec, path: str) -> None:
     """``screws:`` entries -> embedded beams; ``augment_ml`` adds cement around the distal third."""
-    model, mesh = ctx.model, ctx.mesh
+    model = ctx.model
     landmarks = ctx.meta.get("landmarks")
     opts = {}
     screws: list[Screw] = []
@@ -353,7 +352,6 @@ def _augment(ctx, screw: Screw, path: str) -> None:
 def _screw_post(model, geom, res) -> dict:
     from fembone.results import equivalent_strain
 
-    mesh = model.mesh
     out = {}
     line_vm, line_n, line_m = [], [], []
     F_screw = np.zeros(3)

@@ -406,7 +406,6 @@ def _elliptic_prism(occ, base: np.ndarray, axis: np.ndarray, length: float,
 
 def _posterior_solid(occ, dims: VertebraDims, lay: _Layout) -> list[tuple[int, int]]:
     """Pedicles, lamina, spinous and transverse processes, fused (overlaps the body)."""
-    th = math.radians(dims.pedicle_angle_deg)
     parts: list[tuple[int, int]] = []
     y_lam_mid = 0.5 * (lay.y_lamina_front + lay.y_lamina_back)
     lam_h = max(dims.pedicle_height + 4.0, 0.75 * dims.body_height)
@@ -585,7 +584,7 @@ def _surface_groups(gmsh, dims: VertebraDims, lay: _Layout, shell: set[int], t: 
                 continue  # interface with the core or the posterior elements
             _, xyz, _ = gmsh.model.mesh.getNodes(2, int(f), includeBoundary=True)
             xyz = np.asarray(xyz).reshape(-1, 3)
-            (x0, y0, z0), (x1, y1, z1) = xyz.min(axis=0), xyz.max(axis=0)
+            (x0, _, z0), (x1, y1, z1) = xyz.min(axis=0), xyz.max(axis=0)
             if z0 > 0.5 * H - dims.endplate_dish - 0.5 * t:
                 sup.append(int(f))
             elif z1 < -0.5 * H + dims.endplate_dish + 0.5 * t:
