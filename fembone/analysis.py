@@ -154,7 +154,10 @@ def solve(
 
     t = time.perf_counter()
     red = model.constraints.build()
-    check_constrained(model.layout, mesh.points, mesh.cells, model.constraints, red, model.meta.get("_extra_edges"))
+    check_constrained(
+        model.layout, mesh.points, mesh.cells, model.constraints, red, model.meta.get("_extra_edges"),
+        grounded=model.meta.get("_grounded"),
+    )
     names = list(model.loads)
     F = np.column_stack([model.loads[n] for n in names])
     Kq, Fq = reduce_system(K, red, F)
@@ -225,7 +228,14 @@ def postprocess(
     un = u[: 3 * mesh.n_nodes].reshape(-1, 3)
     fields = compute_fields(mesh, geom, model.C, un, nodal=nodal)
     r = red.reactions(K @ u - f)
-    RF, RM = force_resultants(model, r, red.fixed)
+    support = red.fixed
+    if "_foundation" in model.meta:  # springs to ground: their forces on the body are reactions too
+        Kf = sp.csr_matrix(model.meta["_foundation"])
+        Kf.resize((len(u), len(u)))
+        r = r - Kf @ u
+        support = support.copy()
+        support[model.meta["_grounded"]] = True
+    RF, RM = force_resultants(model, r, support)
     AF, AM = force_resultants(model, f)
     scale = max(np.linalg.norm(AF), np.abs(np.where(red.fixed, r, 0)).sum() / 2, 1e-300)
     mscale = max(np.linalg.norm(AM), scale * float(np.ptp(mesh.points, axis=0).max()), 1e-300)

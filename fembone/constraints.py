@@ -322,7 +322,7 @@ def _mask_dependent(K: sp.spmatrix, dep: np.ndarray) -> sp.csr_matrix | None:
 
 def free_rigid_body_modes(
     layout: DofLayout, mesh_points: np.ndarray, cells: np.ndarray, cset: ConstraintSet, red: Reduction,
-    extra_edges: np.ndarray | None = None,
+    extra_edges: np.ndarray | None = None, grounded: np.ndarray | None = None,
 ) -> list[str]:
     """Descriptions of rigid-body motions the constraints leave free, per connected body.
 
@@ -352,6 +352,8 @@ def free_rigid_body_modes(
     pts = np.vstack([mesh_points, layout.extra_points])
     scale = float(np.ptp(pts, axis=0).max()) or 1.0
     E_op = (cset._T0 - sp.eye(layout.n_dofs, format="csr"))[np.flatnonzero(red.dependent)]
+    if grounded is not None and len(grounded):  # DOFs on springs to ground (elastic foundations)
+        E_op = sp.vstack([E_op, sp.eye(layout.n_dofs, format="csr")[np.asarray(grounded)]]).tocsr()
     messages = []
     for comp in range(ncomp):
         members = labels == comp
@@ -381,8 +383,8 @@ def _name_modes(null: np.ndarray) -> list[str]:
     return names
 
 
-def check_constrained(layout, mesh_points, cells, cset, red, extra_edges=None) -> None:
+def check_constrained(layout, mesh_points, cells, cset, red, extra_edges=None, grounded=None) -> None:
     """Raise :class:`ModelError` listing free rigid-body motions, if any."""
-    msgs = free_rigid_body_modes(layout, mesh_points, cells, cset, red, extra_edges)
+    msgs = free_rigid_body_modes(layout, mesh_points, cells, cset, red, extra_edges, grounded)
     if msgs:
         raise ModelError("under-constrained: " + "; ".join(msgs) + " (add supports or constraints)")

@@ -6,7 +6,8 @@ Registered into :mod:`fembone.cases` (so the keys below become valid in case fil
     materials: {preset: normal, trabecular: {density: 0.18, transverse_ratio: 0.5}}
     lesions:  [{type: lytic, volume_fraction: 0.30, location: central}]   # or center + radius/radii
     cement:   [{volume_ml: 4.0, access: bipedicular}]     # or unipedicular_left/right, tips: [[x,y,z]]
-    boundary: {inferior: fixed, coupling: distributing}  # defaults
+    boundary: {inferior: fixed, coupling: distributing}  # defaults; inferior: potting puts the
+                                                         # endplate on a PMMA layer {E, nu, thickness}
     loadcases:
       standing: [{preset: compression, force: 800}]
       flexion:  [{preset: flexion, moment: 7500, follower: 400}]
@@ -311,12 +312,52 @@ def _finish(ctx: CaseContext) -> None:
     model.postprocessors.append(_risk)
 
 
+#: PMMA potting of vertebral specimens in experiments: E 2500 MPa, nu 0.3, >= 3 mm (field notes)
+POTTING = {"E": 2500.0, "nu": 0.3, "thickness": 3.0}
+
+
 def _boundary(ctx: CaseContext, spec, path: str) -> None:
-    S.mapping(spec, path, allowed=("inferior", "coupling"))
-    ctx.meta["boundary"] = {
-        "inferior": S.string(spec.get("inferior", "fixed"), f"{path}.inferior", choices=("fixed",)),
+    S.mapping(spec, path, allowed=("inferior", "coupling", "potting"))
+    b = {
+        "inferior": S.string(spec.get("inferior", "fixed"), f"{path}.inferior", choices=("fixed", "potting")),
         "coupling": S.string(spec.get("coupling", "distributing"), f"{path}.coupling", choices=("distributing", "rigid")),
     }
+    if "potting" in spec and b["inferior"] != "potting":
+        raise InputError("potting properties need inferior: potting", f"{path}.potting")
+    if b["inferior"] == "potting":
+        p = S.mapping(spec.get("potting", {}), f"{path}.potting", allowed=tuple(POTTING))
+        b["potting"] = {
+            "E": S.number(p.get("E", POTTING["E"]), f"{path}.potting.E", lo=0, lo_open=True),
+            "nu": S.number(p.get("nu", POTTING["nu"]), f"{path}.potting.nu", lo=-0.99, hi=0.49),
+            "thickness": S.number(p.get("thickness", POTTING["thickness"]), f"{path}.potting.thickness", lo=0, lo_open=True),
+        }
+    ctx.meta["boundary"] = b
+
+
+def potting_foundation(mesh: Mesh, faces: np.ndarray, E: float, nu: float, t: float, n_dofs: int):
+    """Stiffness (N/mm) of a thin PMMA potting layer under ``faces``, its far side fixed.
+
+    A layer thin against the endplate acts as an elastic (Winkler) foundation: normal
+    stiffness per area = constrained modulus / t = E (1 - nu) / ((1 + nu)(1 - 2 nu) t), shear
+    stiffness per area = G / t (MPa/mm); consistent matrix k_a int N_i N_j dA per direction.
+    """
+    import scipy.sparse as sp
+
+    from fembone.loads import face_quadrature
+
+    N, nda, _ = face_quadrature(mesh.points, faces)
+    dA = np.linalg.norm(nda, axis=2)  # (nf, nq)
+    Mf = np.einsum("qi,qj,fq->fij", N, N, dA)  # (nf, nfn, nfn)
+    k_n = E * (1 - nu) / ((1 + nu) * (1 - 2 * nu) * t)
+    k_s = E / (2 * (1 + nu) * t)
+    n = faces.shape[1]
+    rows, cols, vals = [], [], []
+    for a, k in enumerate((k_s, k_s, k_n)):  # the endplate's normal is the cranio-caudal axis z
+        d = 3 * faces + a
+        rows.append(np.repeat(d, n, axis=1).ravel())
+        cols.append(np.tile(d, (1, n)).ravel())
+        vals.append((k * Mf).ravel())
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_dofs, n_dofs))
 
 
 def _supports(ctx: CaseContext) -> None:
@@ -327,7 +368,15 @@ def _supports(ctx: CaseContext) -> None:
     b = ctx.meta.get("boundary", {"inferior": "fixed", "coupling": "distributing"})
     ctx.meta["boundary"] = b
     inf = np.unique(mesh.facet_sets["endplate_inferior"])
-    model.constraints.fix((3 * inf[:, None] + np.arange(3)).ravel(), label="inferior endplate (fixed)")
+    inf_dofs = (3 * inf[:, None] + np.arange(3)).ravel()
+    if b["inferior"] == "potting":
+        p = b["potting"]
+        Kf = potting_foundation(mesh, mesh.facet_sets["endplate_inferior"], p["E"], p["nu"], p["thickness"], model.n_dofs)
+        model.meta.setdefault("_extra_stiffness", []).append(Kf)
+        model.meta["_foundation"] = Kf
+        model.meta["_grounded"] = inf_dofs
+    else:
+        model.constraints.fix(inf_dofs, label="inferior endplate (fixed)")
     faces = mesh.facet_sets["endplate_superior"]
     from fembone.loads import traction_load
     from fembone.selectors import orient_faces

@@ -123,3 +123,20 @@ def test_bad_vertebra_input(cache, extra, fragment):
         build_model(case(**extra), base=".", source="test.yaml")
     assert fragment in str(ei.value), str(ei.value)
     assert "\n" not in str(ei.value)
+
+
+def test_potting_layer_is_more_compliant_and_tends_to_fixed(cache):
+    fixed = run(cache)[1]
+    potted = run(cache, boundary={"inferior": "potting"})[1]
+    rigid = run(cache, boundary={"inferior": "potting", "potting": {"E": 2.5e7}})[1]
+    k0, k1, k2 = (s["risk"]["axial_stiffness"] for s in (fixed, potted, rigid))
+    for s in (potted, rigid):
+        assert s["equilibrium_error"] < 1e-8, f"equilibrium error {s['equilibrium_error']:.2e}"
+        assert s["reaction_force"][2] == pytest.approx(800.0, rel=1e-8)
+    assert k1 < k0, f"a 3 mm PMMA layer should be softer than a fixed endplate: {k1:.0f} vs {k0:.0f} N/mm"
+    assert k2 == pytest.approx(k0, rel=0.01), f"a near-rigid layer should act as fixed: {k2:.0f} vs {k0:.0f} N/mm"
+
+
+def test_potting_properties_need_potting(cache):
+    with pytest.raises(InputError, match="inferior: potting"):
+        build_model(case(boundary={"potting": {"E": 2500}}), base=".", source="test.yaml")
