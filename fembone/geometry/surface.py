@@ -500,61 +500,46 @@ def _endplate_axis(Q, F, y_cut):
 def _gmsh_tets(Q, F, size, source, verbose=False):
     """Tetrahedra inside the closed surface (Q, F) with gmsh; remeshes the surface if its
     triangles differ much from ``size``.  Returns (points, tet4 cells)."""
-    from fembone.geometry.vertebra import _GMSH_LOCK
+    from fembone.geometry.gmsh_session import gmsh_model
 
     edges = np.linalg.norm(Q[F] - Q[F[:, [1, 2, 0]]], axis=2)
     h0 = float(np.median(edges))
     remesh = not (0.75 * h0 <= size <= 1.35 * h0)
-    with tempfile.TemporaryDirectory() as tmp, _GMSH_LOCK:
+    with tempfile.TemporaryDirectory() as tmp:
         stl = os.path.join(tmp, "surface.stl")
         _write_stl(stl, Q, F)
-        import gmsh
-
-        owns = not gmsh.isInitialized()
-        if owns:
-            gmsh.initialize(interruptible=False)
-        model = f"surface_{time.monotonic_ns()}"
         try:
-            gmsh.option.setNumber("General.Terminal", 1 if verbose else 0)
-            gmsh.option.setNumber("General.Verbosity", 5 if verbose else 2)
-            gmsh.model.add(model)
-            gmsh.merge(stl)
-            if remesh:
-                gmsh.model.mesh.classifySurfaces(math.radians(60), True, True, math.pi)
-                gmsh.model.mesh.createGeometry()
-            surfs = [t for _, t in gmsh.model.getEntities(2)]
-            loop = gmsh.model.geo.addSurfaceLoop(surfs)
-            gmsh.model.geo.addVolume([loop])
-            gmsh.model.geo.synchronize()
-            gmsh.option.setNumber("Mesh.MeshSizeMax", size)
-            gmsh.option.setNumber("Mesh.MeshSizeMin", 0.3 * size)
-            gmsh.option.setNumber("Mesh.MeshSizeFromPoints", 0)
-            gmsh.option.setNumber("Mesh.MeshSizeFromCurvature", 0)
-            gmsh.option.setNumber("Mesh.MeshSizeExtendFromBoundary", 1)
-            gmsh.option.setNumber("Mesh.Optimize", 1)
-            gmsh.option.setNumber("Mesh.ElementOrder", 1)
-            gmsh.model.mesh.generate(3)
-            etypes, etags, _ = gmsh.model.mesh.getElements(3)
-            if 4 in list(etypes):
-                q = gmsh.model.mesh.getElementQualities(etags[list(etypes).index(4)], "gamma")
-                if len(q) and float(np.min(q)) < POOR_GAMMA:  # slivers: one Netgen pass
-                    gmsh.model.mesh.optimize("Netgen")
-            ntags, xyz, _ = gmsh.model.mesh.getNodes()
-            etypes, _, enodes = gmsh.model.mesh.getElements(3)
+            with gmsh_model("surface", verbose) as gmsh:
+                gmsh.merge(stl)
+                if remesh:
+                    gmsh.model.mesh.classifySurfaces(math.radians(60), True, True, math.pi)
+                    gmsh.model.mesh.createGeometry()
+                surfs = [t for _, t in gmsh.model.getEntities(2)]
+                loop = gmsh.model.geo.addSurfaceLoop(surfs)
+                gmsh.model.geo.addVolume([loop])
+                gmsh.model.geo.synchronize()
+                gmsh.option.setNumber("Mesh.MeshSizeMax", size)
+                gmsh.option.setNumber("Mesh.MeshSizeMin", 0.3 * size)
+                gmsh.option.setNumber("Mesh.MeshSizeFromPoints", 0)
+                gmsh.option.setNumber("Mesh.MeshSizeFromCurvature", 0)
+                gmsh.option.setNumber("Mesh.MeshSizeExtendFromBoundary", 1)
+                gmsh.option.setNumber("Mesh.Optimize", 1)
+                gmsh.option.setNumber("Mesh.ElementOrder", 1)
+                gmsh.model.mesh.generate(3)
+                etypes, etags, _ = gmsh.model.mesh.getElements(3)
+                if 4 in list(etypes):
+                    q = gmsh.model.mesh.getElementQualities(etags[list(etypes).index(4)], "gamma")
+                    if len(q) and float(np.min(q)) < POOR_GAMMA:  # slivers: one Netgen pass
+                        gmsh.model.mesh.optimize("Netgen")
+                ntags, xyz, _ = gmsh.model.mesh.getNodes()
+                etypes, _, enodes = gmsh.model.mesh.getElements(3)
+        except FemboneError:
+            raise
         except Exception as exc:  # gmsh raises plain Exception with its last error
             text = str(exc).lower()
             if any(k in text for k in ("intersect", "overlap", "self")):
                 raise InputError(f"surface is self-intersecting (gmsh: {exc})", source) from None
             raise FemboneError(f"{source}: gmsh failed to mesh the surface: {exc}") from exc
-        finally:
-            if owns:
-                gmsh.finalize()
-            else:
-                try:
-                    gmsh.model.setCurrent(model)
-                    gmsh.model.remove()
-                except Exception:
-                    pass
     if 4 not in list(etypes):
         raise FemboneError(f"{source}: gmsh produced no tetrahedra")
     tets = np.asarray(enodes[list(etypes).index(4)], np.int64).reshape(-1, 4)

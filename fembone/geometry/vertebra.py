@@ -38,14 +38,13 @@ heights and pedicle width, see /work/shared/design/field.md); field.md ranges.
 from __future__ import annotations
 
 import math
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fembone.errors import FemboneError, InputError
+from fembone.geometry.gmsh_session import gmsh_model
 
 __all__ = [
     "LEVELS",
@@ -66,7 +65,6 @@ SURFACE_GROUPS = ("endplate_superior", "endplate_inferior", "posterior_wall")
 # gave curvature spikes at the seams (folded facets where a seam meets an endplate); denser points
 # slow the booleans several-fold.
 _SPLINE_SPACING = 3.0
-_GMSH_LOCK = threading.Lock()  # gmsh is a process-wide singleton and not thread-safe
 
 
 @dataclass(frozen=True)
@@ -493,35 +491,17 @@ def generate_vertebra(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lay = _layout(dims)
-    with _GMSH_LOCK:
-        import gmsh
-
-        owns = not gmsh.isInitialized()
-        if owns:
-            gmsh.initialize(interruptible=False)
-        model = f"vertebra_{dims.level}_{time.monotonic_ns()}"
-        try:
-            gmsh.option.setNumber("General.Terminal", 1 if verbose else 0)
-            gmsh.option.setNumber("General.Verbosity", 5 if verbose else 2)
-            gmsh.model.add(model)
+    try:
+        with gmsh_model(f"vertebra_{dims.level}", verbose) as gmsh:
             _build_and_mesh(gmsh, dims, lay, float(size), int(order), float(shell_thickness))
             gmsh.option.setNumber("Mesh.MshFileVersion", 4.1)
             gmsh.option.setNumber("Mesh.Binary", 1)
             gmsh.option.setNumber("Mesh.SaveAll", 0)
             gmsh.write(str(path))
-        except FemboneError:
-            raise
-        except Exception as exc:  # gmsh raises plain Exception with its last error
-            raise FemboneError(f"{dims.level}: gmsh failed to build or mesh the vertebra: {exc}") from exc
-        finally:
-            if owns:
-                gmsh.finalize()
-            else:
-                try:
-                    gmsh.model.setCurrent(model)
-                    gmsh.model.remove()
-                except Exception:
-                    pass
+    except FemboneError:
+        raise
+    except Exception as exc:  # gmsh raises plain Exception with its last error
+        raise FemboneError(f"{dims.level}: gmsh failed to build or mesh the vertebra: {exc}") from exc
     return path
 
 

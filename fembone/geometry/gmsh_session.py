@@ -1,0 +1,39 @@
+"""One gmsh model at a time: lock, initialise, clean up (gmsh is a process-wide singleton)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+
+_GMSH_LOCK = threading.Lock()  # gmsh is not thread-safe
+
+
+@contextlib.contextmanager
+def gmsh_model(prefix: str, verbose: bool = False) -> Iterator:
+    """Yield the ``gmsh`` module with a fresh current model named after ``prefix``.
+
+    gmsh is initialised here (``interruptible=False``, so this works from worker threads)
+    and finalised on exit, even after errors; if the caller had gmsh running already, only
+    the model added here is removed.
+    """
+    with _GMSH_LOCK:
+        import gmsh
+
+        owns = not gmsh.isInitialized()
+        if owns:
+            gmsh.initialize(interruptible=False)
+        model = f"{prefix}_{time.monotonic_ns()}"
+        try:
+            gmsh.option.setNumber("General.Terminal", 1 if verbose else 0)
+            gmsh.option.setNumber("General.Verbosity", 5 if verbose else 2)
+            gmsh.model.add(model)
+            yield gmsh
+        finally:
+            if owns:
+                gmsh.finalize()
+            else:
+                with contextlib.suppress(Exception):
+                    gmsh.model.setCurrent(model)
+                    gmsh.model.remove()
