@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fembone.errors import InputError, show
+from fembone.schema import is_number
 
 #: Voigt index of the symmetric pair (a, b): xx yy zz xy yz xz
 VOIGT = np.array([[0, 3, 5], [3, 1, 4], [5, 4, 2]])
@@ -230,10 +231,10 @@ def make_material(name: str, spec: dict, where: str | None = None) -> Material:
         if key not in known:
             raise InputError(f"unknown key (expected one of: {', '.join(known)})", f"{where}.{key}")
         if key == "axis":
-            if not (isinstance(value, list | tuple) and len(value) == 3 and all(_is_number(v) for v in value)):
+            if not (isinstance(value, list | tuple) and len(value) == 3 and all(is_number(v) for v in value)):
                 raise InputError(f"expected a list of 3 numbers, got {show(value)}", f"{where}.{key}")
             value = tuple(float(v) for v in value)
-        elif not _is_number(value):
+        elif not is_number(value):
             raise InputError(f"expected a number, got {show(value)}", f"{where}.{key}")
         else:
             value = float(value)
@@ -244,12 +245,3 @@ def make_material(name: str, spec: dict, where: str | None = None) -> Material:
     mat = cls(name=name, **kwargs)
     mat.check()
     return mat
-
-
-def _is_number(v) -> bool:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return False
-    try:
-        return bool(np.isfinite(float(v)))
-    except OverflowError:  # an int too large for a float
-        return False

@@ -20,28 +20,20 @@ from collections.abc import Callable
 import numpy as np
 
 from fembone.errors import InputError, show
+from fembone.schema import is_number
 from fembone.mesh import Mesh, face_keys
 
 SHAPES = ("set", "plane", "box", "sphere", "ellipsoid", "cylinder")
 
 
 def _vec(v, n, path, name) -> np.ndarray:
-    if not (isinstance(v, list | tuple) and len(v) == n and all(_num(x) for x in v)):
+    if not (isinstance(v, list | tuple) and len(v) == n and all(is_number(x) for x in v)):
         raise InputError(f"expected a list of {n} numbers, got {show(v)}", f"{path}.{name}")
     return np.asarray(v, float)
 
 
-def _num(x) -> bool:
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        return False
-    try:
-        return bool(np.isfinite(float(x)))
-    except OverflowError:  # an int too large for a float
-        return False
-
-
 def _scalar(v, path, name, positive=True) -> float:
-    if not _num(v) or (positive and v <= 0):
+    if not is_number(v) or (positive and v <= 0):
         raise InputError(f"expected a {'positive ' if positive else ''}number, got {show(v)}", f"{path}.{name}")
     return float(v)
 
