@@ -71,8 +71,4 @@ def isoparametric(mesh: Mesh, elements: np.ndarray, points: np.ndarray, L: np.nd
 
 def shape_values(mesh: Mesh, L: np.ndarray) -> np.ndarray:
     """Values (n, nen) of the host element's shape functions at barycentric coordinates L (n, 4)."""
-    el = mesh.element
-    out = np.empty((len(L), el.n_nodes))
-    for i in range(0, len(L), 4096):
-        out[i : i + 4096] = el.shape(L[i : i + 4096, 1:])
-    return out
+    return mesh.element.shape(L[:, 1:])
