@@ -30,8 +30,8 @@ RESULTS = V.HERE / "results_assembly.json"
 
 
 def child_fembone(msh: Path) -> dict:
-    from fembone.assembly import blocks_to_matrix, build_pattern, element_geometry
-    from fembone.mesh import read_mesh
+    from fembone.core.assembly import blocks_to_matrix, build_pattern, element_geometry
+    from fembone.core.mesh import read_mesh
 
     mesh = read_mesh(msh)
     lam = np.zeros(mesh.n_elements)
@@ -48,7 +48,7 @@ def child_fembone(msh: Path) -> dict:
     t, c = T(), C()
     pat = build_pattern(mesh.cells, mesh.n_nodes)
     out["pattern"], cpu["pattern"] = T() - t, C() - c
-    from fembone.assembly import Assembler
+    from fembone.core.assembly import Assembler
 
     asm = Assembler.__new__(Assembler)
     asm.mesh, asm.geometry, asm.pattern = mesh, geo, pat

@@ -7,7 +7,7 @@ lesion, standing 800 N and flexion 7.5 N m + 400 N follower) on a generated vert
 screws as embedded Timoshenko beams, cases/L1_lytic_screws.yaml).  Both use the same solver
 (``--solver``, default: whatever ``auto`` picks for the screwless model).
 
-Stages (seconds, from :class:`fembone.analysis.Result` timings):
+Stages (seconds, from :class:`fembone.core.analysis.Result` timings):
 
 * ``assemble``  - element + beam stiffness into the global matrix;
 * ``factorise`` - constraint build/check, reduction T^T K T, factorisation (or AMG setup);
@@ -57,7 +57,7 @@ def case(mesh_size: float, order: int, screws: bool, solver: str) -> dict:
 
 
 def run_once(mesh_size: float, order: int, screws: bool, solver: str) -> dict:
-    from fembone.analysis import solve
+    from fembone.core.analysis import solve
     from fembone.cases import build_model
 
     t = time.perf_counter()

@@ -74,7 +74,7 @@ def isolated(case_path: Path, repeat: int) -> tuple[float, dict]:
         shutil.rmtree(out, ignore_errors=True)
         t = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "fembone.cli", "run", str(case_path), "--out", str(out), "--no-vtu", "--no-png", "-q"],
+            [sys.executable, "-m", "fembone.apps.cli", "run", str(case_path), "--out", str(out), "--no-vtu", "--no-png", "-q"],
             check=True, cwd=ROOT,
         )
         times.append(time.perf_counter() - t)
@@ -83,7 +83,7 @@ def isolated(case_path: Path, repeat: int) -> tuple[float, dict]:
 
 
 def study_run(study_path: Path, workers: int, cases: int) -> dict:
-    from fembone import study as ST
+    from fembone.apps import study as ST
 
     out = WORK / f"out_w{workers}"
     shutil.rmtree(out, ignore_errors=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from fembone.analysis import solve
+from fembone.core.analysis import solve
 from fembone.cases import build_model
 
 METRICS = ("axial_stiffness", "posterior_wall_bulge", "failed_volume_fraction", "strength_estimate", "factor_of_risk")

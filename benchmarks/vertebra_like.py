@@ -188,7 +188,7 @@ def write_ccx_input(label: str) -> Path:
 
 
 def child_fembone(msh: Path, solver: str) -> dict:
-    from fembone.analysis import solve
+    from fembone.core.analysis import solve
     from fembone.cases import build_model
 
     t0 = time.perf_counter()

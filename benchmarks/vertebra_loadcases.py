@@ -19,7 +19,7 @@ import time
 CHILD = r"""
 import json, resource, sys, time
 from fembone.cases import build_model
-from fembone.analysis import solve
+from fembone.core.analysis import solve
 size, solver = float(sys.argv[1]), sys.argv[2]
 case = {
     "name": "bench", "vertebra": {"level": "L1", "mesh_size": size, "order": 2},

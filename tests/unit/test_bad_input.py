@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import yaml
 
-from fembone.cli import main
-from fembone.keypath import set_path
-from fembone.mesh import Mesh
-from fembone.meshgen import box_mesh, write_mesh
+from fembone.apps.cli import main
+from fembone.core.keypath import set_path
+from fembone.core.mesh import Mesh
+from fembone.core.meshgen import box_mesh, write_mesh
 
 #: a valid case on a 2 x 1 x 1 mm box (12 tet4): clamped at x = 0, 1 N down at x = 2
 BASE = {

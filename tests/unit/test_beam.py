@@ -1,4 +1,4 @@
-"""Unit tests of fembone.beam: stiffness structure, frames, sections, input errors."""
+"""Unit tests of fembone.core.beam: stiffness structure, frames, sections, input errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from fembone.beam import (
+from fembone.core.beam import (
     BeamSection,
     beam_end_forces,
     beam_frames,
@@ -15,7 +15,7 @@ from fembone.beam import (
     beam_local_stiffness,
     beam_results,
 )
-from fembone.errors import InputError
+from fembone.core.errors import InputError
 
 E_TI, NU_TI = 110000.0, 0.3  # titanium alloy, MPa
 SCREW = BeamSection(outer_diameter=6.5)

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fembone.cases import build_model
-from fembone.errors import InputError
-from fembone.meshgen import box_mesh, write_mesh
-from fembone.model import Model
-from fembone.schema import parse_yaml
+from fembone.core.errors import InputError
+from fembone.core.meshgen import box_mesh, write_mesh
+from fembone.core.model import Model
+from fembone.core.schema import parse_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CASES = REPO / "cases"

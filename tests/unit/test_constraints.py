@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fembone.analysis import solve
+from fembone.core.analysis import solve
 from fembone.cases import build_model
-from fembone.constraints import ConstraintSet, DofLayout, check_constrained, free_rigid_body_modes
-from fembone.errors import InputError, ModelError
-from fembone.mesh import Mesh
-from fembone.meshgen import box_mesh, write_mesh
+from fembone.core.constraints import ConstraintSet, DofLayout, check_constrained, free_rigid_body_modes
+from fembone.core.errors import InputError, ModelError
+from fembone.core.mesh import Mesh
+from fembone.core.meshgen import box_mesh, write_mesh
 
 ALL6 = ["translation x", "translation y", "translation z", "rotation about x", "rotation about y", "rotation about z"]
 H = 2.0  # box height (mm); the box is 1 x 1 x H
@@ -180,7 +180,7 @@ def test_distributing_coupling_lets_the_surface_deform(box_file, order):
 
 def test_distributing_reference_follows_the_weighted_mean(box_file):
     """Without 'at', the reference sits at the area centroid and moves with the weighted mean."""
-    from fembone.loads import traction_load
+    from fembone.core.loads import traction_load
 
     model = _model(
         box_file,

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fembone.cases import apply_overrides
-from fembone.errors import InputError
-from fembone.keypath import get_path, parse_path, set_path
+from fembone.core.errors import InputError
+from fembone.core.keypath import get_path, parse_path, set_path
 
 CASE = {
     "materials": {"bone": {"E": 400.0, "nu": 0.3}},

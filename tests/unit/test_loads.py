@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fembone.loads import face_areas, pressure_load, resultant, total_force_load, traction_load
-from fembone.mesh import Mesh, promote_to_tet10
-from fembone.meshgen import box_mesh
+from fembone.core.loads import face_areas, pressure_load, resultant, total_force_load, traction_load
+from fembone.core.mesh import Mesh, promote_to_tet10
+from fembone.core.meshgen import box_mesh
 
 L = (3.0, 2.0, 1.5)
 

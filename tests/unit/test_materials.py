@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fembone.errors import InputError
-from fembone.materials import (
+from fembone.core.errors import InputError
+from fembone.core.materials import (
     MATERIALS,
     Isotropic,
     TransverseIsotropic,

@@ -8,12 +8,12 @@ import meshio
 import numpy as np
 import pytest
 
-from fembone.assembly import element_geometry
-from fembone.elements import TET10_EDGES, TRI6_EDGES
-from fembone.errors import InputError
-from fembone.loads import face_quadrature
-from fembone.mesh import Mesh, check_mesh, from_meshio, promote_to_tet10, read_mesh, tet_quality, tet_volumes
-from fembone.meshgen import box_mesh, write_mesh
+from fembone.core.assembly import element_geometry
+from fembone.core.elements import TET10_EDGES, TRI6_EDGES
+from fembone.core.errors import InputError
+from fembone.core.loads import face_quadrature
+from fembone.core.mesh import Mesh, check_mesh, from_meshio, promote_to_tet10, read_mesh, tet_quality, tet_volumes
+from fembone.core.meshgen import box_mesh, write_mesh
 
 SIDES = ("xmin", "xmax", "ymin", "ymax", "zmin", "zmax")
 

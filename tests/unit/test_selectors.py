@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fembone.errors import InputError
-from fembone.loads import face_quadrature
-from fembone.meshgen import box_mesh
-from fembone.selectors import orient_faces, select_elements, select_faces, select_nodes
+from fembone.core.errors import InputError
+from fembone.core.loads import face_quadrature
+from fembone.core.meshgen import box_mesh
+from fembone.core.selectors import orient_faces, select_elements, select_faces, select_nodes
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fembone.analysis import solve
+from fembone.core.analysis import solve
 from fembone.cases import build_model
-from fembone.meshgen import box_mesh, write_mesh
-from fembone.solvers import Pardiso
+from fembone.core.meshgen import box_mesh, write_mesh
+from fembone.core.solvers import Pardiso
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Parametric studies (fembone.study): resolution, checks before the run, resume, failures,
+"""Parametric studies (fembone.apps.study): resolution, checks before the run, resume, failures,
 Ctrl-C, parallel and Dask runs give the same table, report.
 
 Most studies use a 10 x 2 x 2 mm box (a few dozen tet4) so that a case takes milliseconds;
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fembone import study as ST
-from fembone.cli import main
-from fembone.errors import InputError
-from fembone.meshgen import box_mesh, write_mesh
+from fembone.apps import study as ST
+from fembone.apps.cli import main
+from fembone.core.errors import InputError
+from fembone.core.meshgen import box_mesh, write_mesh
 
 BOX_CASE = {
     "name": "box",
@@ -133,12 +133,12 @@ def test_zero_cement_and_zero_lesion_entries_are_dropped():
     ],
 )
 def test_invalid_study_is_an_error_before_any_case_runs(box_dir, changes, fragments, monkeypatch, capsys):
-    import fembone.analysis
+    import fembone.core.analysis
 
     def no_solve(*a, **k):  # pragma: no cover - must not be reached
         raise AssertionError("a case ran")
 
-    monkeypatch.setattr(fembone.analysis, "solve", no_solve)
+    monkeypatch.setattr(fembone.core.analysis, "solve", no_solve)
     p = write_study(box_dir, **changes)
     assert main(["study", str(p), "--out", str(box_dir / "out"), "-q", "--workers", "1"]) == 2
     err = capsys.readouterr().err.strip()
@@ -194,9 +194,9 @@ def test_case_reuses_mesh_and_assembler_within_a_worker(box_dir):
 
 
 def test_interrupted_run_resumes(box_dir, monkeypatch, capsys):
-    import fembone.analysis
+    import fembone.core.analysis
 
-    real = fembone.analysis.solve
+    real = fembone.core.analysis.solve
     calls = {"n": 0}
 
     def solve_then_interrupt(*a, **k):
@@ -205,7 +205,7 @@ def test_interrupted_run_resumes(box_dir, monkeypatch, capsys):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(fembone.analysis, "solve", solve_then_interrupt)
+    monkeypatch.setattr(fembone.core.analysis, "solve", solve_then_interrupt)
     p = write_study(box_dir, parameters={"materials.bone.nu": [0.2, 0.3, 0.4], "loadcases.tip[0].force[2]": [-1.0, -2.0]})
     out = box_dir / "out"
     assert main(["study", str(p), "--out", str(out), "-q", "--workers", "1"]) == 130
@@ -213,7 +213,7 @@ def test_interrupted_run_resumes(box_dir, monkeypatch, capsys):
     assert "interrupted: 2 of 12 case(s) done" in err and f"fembone study {p} --out {out}" in err
     rows = ST.read_table(out / "results.csv")
     assert len(rows) == 2 * 2 and all(r["status"] == "ok" for r in rows)  # consistent: finished cases only
-    monkeypatch.setattr(fembone.analysis, "solve", real)
+    monkeypatch.setattr(fembone.core.analysis, "solve", real)
     run = ST.run_study(ST.load_study(p), out, workers=1, progress=False)
     assert run.ran == 10 and run.skipped == 2 and run.failed == 0
     assert len(ST.read_table(out / "results.csv")) == 12 * 2

@@ -1,4 +1,4 @@
-"""Vertebra meshes from closed surfaces (fembone.geometry.surface): checks, frame, groups.
+"""Vertebra meshes from closed surfaces (fembone.spine.geometry.surface): checks, frame, groups.
 
 Real data live outside the repository in ../shared/data/vertebrae (see its README):
 the ArtiSynth L4 (OBJ, metres; +x anterior, y lateral, +z cranial) and a VerSe L2
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fembone.errors import InputError
-from fembone.geometry.surface import check_surface, detect_frame, mesh_surface, read_surface
-from fembone.mesh import read_mesh
+from fembone.core.errors import InputError
+from fembone.spine.geometry.surface import check_surface, detect_frame, mesh_surface, read_surface
+from fembone.core.mesh import read_mesh
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "vertebrae"
 L4 = DATA / "L4_Schrumpfverpacken.obj"
@@ -76,7 +76,7 @@ def l4_mesh(tmp_path_factory):
     """The L4 meshed once through the CLI: size 3 mm (surface remeshed), tet10."""
     if not L4.is_file():
         pytest.skip(f"real vertebra data not found at {DATA}")
-    from fembone.cli import main
+    from fembone.apps.cli import main
 
     out = tmp_path_factory.mktemp("surface") / "L4.msh"
     with warnings.catch_warnings():
@@ -137,7 +137,7 @@ def test_l4_frame_in_mesh(l4_mesh):
 
 @needs_l4
 def test_l4_facet_normals(l4_mesh):
-    from fembone.selectors import orient_faces
+    from fembone.core.selectors import orient_faces
 
     m = l4_mesh
 

@@ -13,8 +13,8 @@ import meshio
 import numpy as np
 import pytest
 
-from fembone.errors import InputError
-from fembone.geometry import (
+from fembone.core.errors import InputError
+from fembone.spine.geometry import (
     SURFACE_GROUPS,
     VOLUME_GROUPS,
     generate_vertebra,
@@ -304,8 +304,8 @@ def test_generate_rejects_bad_input_and_leaves_gmsh_clean(tmp_path):
 
 
 def test_gmsh_failure_is_reported_and_gmsh_finalised(tmp_path, monkeypatch):
-    from fembone.errors import FemboneError
-    from fembone.geometry import vertebra
+    from fembone.core.errors import FemboneError
+    from fembone.spine.geometry import vertebra
 
     def boom(gmsh_mod, *args):
         gmsh_mod.model.occ.addBox(0, 0, 0, 1, 1, 1)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fembone.analysis import solve
+from fembone.core.analysis import solve
 from fembone.cases import build_model
-from fembone.errors import InputError
+from fembone.core.errors import InputError
 
 
 @pytest.fixture(scope="module")

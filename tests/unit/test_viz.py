@@ -1,4 +1,4 @@
-"""Off-screen pictures of result fields (fembone.viz, ``fembone view``): no display needed."""
+"""Off-screen pictures of result fields (fembone.apps.viz, ``fembone view``): no display needed."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import pytest
 pv = pytest.importorskip("pyvista")
 from PIL import Image  # noqa: E402  (pillow comes with pyvista/matplotlib)
 
-from fembone import viz  # noqa: E402
-from fembone.analysis import solve  # noqa: E402
+from fembone.apps import viz# noqa: E402
+from fembone.core.analysis import solve  # noqa: E402
 from fembone.cases import build_model  # noqa: E402
-from fembone.cli import main  # noqa: E402
-from fembone.errors import InputError  # noqa: E402
-from fembone.meshgen import box_mesh, write_mesh  # noqa: E402
-from fembone.output import write_results  # noqa: E402
+from fembone.apps.cli import main  # noqa: E402
+from fembone.core.errors import InputError  # noqa: E402
+from fembone.core.meshgen import box_mesh, write_mesh  # noqa: E402
+from fembone.core.output import write_results  # noqa: E402
 
 SIZE = (320, 240)  # small pictures keep software rendering fast
 

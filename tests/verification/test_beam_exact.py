@@ -1,4 +1,4 @@
-"""Verification of fembone.beam against closed-form beam solutions.
+"""Verification of fembone.core.beam against closed-form beam solutions.
 
 The Przemieniecki/Timoshenko element is exact for end-loaded prismatic beams, so every
 case must match to round-off with one element and with four.  Beams lie along an oblique
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fembone.beam import BeamSection, beam_global_stiffness, beam_results
+from fembone.core.beam import BeamSection, beam_global_stiffness, beam_results
 
 E, NU = 110000.0, 0.3  # titanium alloy (MPa, -)
 G = E / (2 * (1 + NU))
@@ -129,7 +129,7 @@ def test_euler_bernoulli_limit_large_shear_modulus(n_el: int) -> None:
     J is divided by the same factor so that GJ stays physical: a 1e12-times stiffer torsion
     mixed into the global rotation block by an oblique frame would cost ~12 digits in the solve.
     """
-    from fembone.beam import beam_local_stiffness, beam_transformation
+    from fembone.core.beam import beam_local_stiffness, beam_transformation
 
     section = SECTIONS["solid"]
     A, I, J, k = _props(section)

@@ -1,6 +1,6 @@
 """Cantilever L = 100, 10 x 10, tip load: Timoshenko beam theory and observed convergence orders.
 
-Two problems (see :mod:`fembone.verify`):
+Two problems (see :mod:`fembone.apps.verify`):
 
 * clamped root face, nu = 0.3, uniform tip traction (the setting of cases/cantilever.yaml).
   Beam theory (Cowper's k) is ~0.7 % off the 3-D solution, whose clamped edges are singular;
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fembone import verify as V
+from fembone.apps import verify as V
 
 P, L, B, H, E = V.BEAM_P, V.BEAM_L, V.BEAM_B, V.BEAM_H, V.BEAM_E
 TIMOSHENKO = V.timoshenko_tip_deflection(P, L, B, H, E, V.BEAM_NU)

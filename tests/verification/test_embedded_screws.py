@@ -1,4 +1,4 @@
-"""Verification of screws as Timoshenko beams embedded in bone (fembone.screws).
+"""Verification of screws as Timoshenko beams embedded in bone (fembone.spine.screws).
 
 Most checks use a prismatic block, 10 x 10 x 40 mm (x, y in [-5, 5], z in [0, 40]), of an
 isotropic "bone" (E_b = 100 MPa, nu = 0.3), built through a case dict with a plain
@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fembone.analysis import assemble, solve
+from fembone.core.analysis import assemble, solve
 from fembone.cases import build_model, load_case
-from fembone.constraints import check_constrained, reduce_system
-from fembone.errors import InputError
-from fembone.meshgen import box_mesh, write_mesh
-from fembone.screws import screw_results
+from fembone.core.constraints import check_constrained, reduce_system
+from fembone.core.errors import InputError
+from fembone.core.meshgen import box_mesh, write_mesh
+from fembone.spine.screws import screw_results
 
 W, L = 10.0, 40.0  # block width and length (mm)
 A_BLOCK = W * W  # mm^2
@@ -114,8 +114,8 @@ def iso_strain(mesh_file: str, delta: float, screws) -> tuple:
 
 def host_strain_zz_at(model, lc, points: np.ndarray) -> np.ndarray:
     """Axial strain du_z/dz of the host at each point (tet10: the linear strain at the point)."""
-    from fembone.locate import isoparametric, locate
-    from fembone.screws import _host_gradients
+    from fembone.core.locate import isoparametric, locate
+    from fembone.spine.screws import _host_gradients
 
     mesh = model.mesh
     host, Lb, *_ = locate(mesh, points)
@@ -243,7 +243,7 @@ def vertebra_result():
 
 
 def _check_equilibrium(model, res):
-    from fembone.analysis import force_resultants
+    from fembone.core.analysis import force_resultants
 
     size = float(np.ptp(model.mesh.points, axis=0).max())
     for name, lc in res.loadcases.items():
@@ -283,7 +283,7 @@ def test_vertebra_with_screws_equilibrium_tet10():
 def test_vertebra_screws_written_as_vtu_lines(vertebra_result, tmp_path):
     import meshio
 
-    from fembone.output import write_vtu
+    from fembone.core.output import write_vtu
 
     model, res = vertebra_result
     p = write_vtu(res, res.loadcases["standing"], tmp_path / "standing.vtu")
@@ -366,8 +366,8 @@ def test_spin_tie_removes_the_free_screw_rotation(meshes):
     s = model.meta["_screws"][0]
     spin = lc.u[model.layout.extra_dofs(s.nodes)[:, 3:]] @ s.axis
     # the host's rotation about the axis, a . curl(u) / 2, at the screw nodes
-    from fembone.locate import locate
-    from fembone.screws import _host_gradients
+    from fembone.core.locate import locate
+    from fembone.spine.screws import _host_gradients
 
     pts = model.layout.extra_points[s.nodes]
     host, Lb, *_ = locate(model.mesh, pts)
@@ -400,7 +400,7 @@ def test_torque_at_protruding_head_twists_screw_with_bone(meshes):
     model.loads["torque"] = f
     lc = solve(model).loadcases["torque"]
     twist = lc.u[dofs[:, 3:]] @ np.array([0.0, 0.0, 1.0])
-    from fembone.beam import beam_results
+    from fembone.core.beam import beam_results
 
     pts = model.layout.extra_points[s.nodes]
     ue = np.hstack([lc.u[dofs[:-1]], lc.u[dofs[1:]]])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fembone import verify as V
-from fembone.assembly import Assembler
-from fembone.materials import Isotropic
-from fembone.solvers import SOLVERS
+from fembone.apps import verify as V
+from fembone.core.assembly import Assembler
+from fembone.core.materials import Isotropic
+from fembone.core.solvers import SOLVERS
 
 MATERIALS = {"isotropic": Isotropic(name="iso", E=1000.0, nu=0.3), "transverse_isotropic": V.TI_BONE}
 

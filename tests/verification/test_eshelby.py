@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fembone import verify as V
+from fembone.apps import verify as V
 
 
 def test_exact_solution_limits():
@@ -39,7 +39,7 @@ def test_eshelby_rows(rows):
 
 
 def test_mesh_sets_and_block_size(tmp_path):
-    from fembone.mesh import read_mesh
+    from fembone.core.mesh import read_mesh
 
     path = tmp_path / "inc.msh"
     V.inclusion_mesh(V.INCLUSION_A / 2.5, path, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fembone import verify as V
+from fembone.apps import verify as V
 
 a, b, p, E, nu = V.SPHERE_A, V.SPHERE_B, V.SPHERE_P, V.SPHERE_E, V.SPHERE_NU
 

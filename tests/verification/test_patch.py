@@ -3,7 +3,7 @@
 A field is prescribed on every boundary node of a box whose interior nodes were moved at
 random; the interior displacements and the stresses at every quadrature point must match
 the field to round-off.  tet4 and tet10 reproduce linear fields; tet10 also reproduces the
-quadratic field of :func:`fembone.verify.patch_field`, which is an exact, body-force-free
+quadratic field of :func:`fembone.apps.verify.patch_field`, which is an exact, body-force-free
 elasticity solution (so the discrete equations are satisfied by its interpolant).
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fembone import verify as V
-from fembone.materials import Isotropic
+from fembone.apps import verify as V
+from fembone.core.materials import Isotropic
 
 CASES = [(1, "linear"), (2, "linear"), (2, "quadratic")]
 
@@ -50,7 +50,7 @@ def test_mesh_is_distorted_with_straight_tet10_edges():
     regular = V.box_mesh((10.0,) * 3, (4,) * 3, origin=(-5.0,) * 3)
     moved = np.abs(m4.points - regular.points).max()
     assert moved > 0.1, f"interior nodes moved by at most {moved:.3g} mm: the mesh is not distorted"
-    from fembone.elements import TET10_EDGES
+    from fembone.core.elements import TET10_EDGES
 
     c = m10.cells
     mid = 0.5 * (m10.points[c[:, TET10_EDGES[:, 0]]] + m10.points[c[:, TET10_EDGES[:, 1]]])

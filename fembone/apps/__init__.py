@@ -1,0 +1,1 @@
+"""Applications: the command line, studies, comparisons, pictures, verification and validation."""

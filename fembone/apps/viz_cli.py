@@ -1,0 +1,92 @@
+"""``fembone view``: look at a result field (window, PNG or interactive HTML).
+
+    fembone view results/L1-lytic --field min_principal_strain --clip sagittal \\
+        --loadcase flexion --deform 200 --screenshot flexion.png --html flexion.html
+
+With a display and neither --screenshot nor --html, a window opens; without a display
+(or with --off-screen) the picture is written next to the VTU as ``<load case>.png``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fembone.apps.cli import command
+from fembone.core.errors import InputError
+
+
+def _deform(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        v = float(text)
+    except ValueError:
+        raise InputError(f"--deform expects a number or 'auto', got '{text}'") from None
+    if not v == v or v < 0:
+        raise InputError(f"--deform must be >= 0, got {text}")
+    return v
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size expects WIDTHxHEIGHT, e.g. 800x600, got '{text}'") from None
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise InputError(f"--size out of range: {text}")
+    return w, h
+
+
+def _clim(text: str | None):
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise InputError(f"--clim expects LOW,HIGH, got '{text}'") from None
+    if not lo < hi:
+        raise InputError(f"--clim needs LOW < HIGH, got '{text}'")
+    return lo, hi
+
+
+def _view_configure(p):
+    from fembone.apps.viz import CLIPS
+
+    p.add_argument("result", help="result folder (with summary.json and VTUs) or a .vtu file")
+    p.add_argument(
+        "--field", "-f", default="von_mises",
+        help="von_mises (default), min_principal_strain, max_principal_strain, equivalent_strain, displacement, "
+        "displacement_x/y/z, min/max_principal_stress, stress_xx.., strain_xx.., yield_index, material, "
+        "lesion_fraction, cement_fraction, or any array of the VTU",
+    )
+    p.add_argument("--clip", "-c", default="sagittal", choices=CLIPS, help="cut plane (default sagittal: x = 0)")
+    p.add_argument("--loadcase", "-l", help="load case (default: the first)")
+    p.add_argument("--deform", "-d", default="0", help="displacement scale factor for the deformed shape, or 'auto'")
+    p.add_argument("--clim", help="colour limits LOW,HIGH (default: robust 0.5-99.5 %% range)")
+    p.add_argument("--screenshot", "-s", help="write the picture to this PNG (off-screen)")
+    p.add_argument("--html", help="write an interactive HTML scene (needs trame-pyvista)")
+    p.add_argument("--size", default="800x600", help="picture size WIDTHxHEIGHT (default 800x600)")
+    p.add_argument("--off-screen", action="store_true", help="never open a window")
+
+
+@command("view", "show a result field: window, PNG (--screenshot) or interactive HTML (--html)", _view_configure)
+def cmd_view(args) -> int:
+    from fembone.apps import viz
+
+    deform = _deform(args.deform)
+    size = _size(args.size)
+    clim = _clim(args.clim)
+    vtu = viz.find_vtu(args.result, args.loadcase)
+    if args.html:
+        path = viz.export_html(vtu, args.html, field=args.field, clip=args.clip, deform=deform)
+        print(f"written: {path}")
+    if args.screenshot or not args.html:
+        off = True if (args.screenshot or args.off_screen or not viz.has_display()) else None
+        src = args.result if Path(args.result).is_dir() else vtu
+        path = viz.plot(
+            src, args.field, args.clip, loadcase=args.loadcase, deform=deform, screenshot=args.screenshot,
+            off_screen=off, clim=clim, window_size=size,
+        )
+        if path is not None and off:
+            print(f"written: {path}")
+    return 0

@@ -1,0 +1,296 @@
+"""Solve a :class:`~fembone.core.model.Model`: assemble, constrain, factorise once, solve every load case.
+
+Every run checks global equilibrium: the reactions on supported DOFs plus the applied
+loads must sum to zero (force and moment) to 1e-8 relative, and the result reports the
+error it measured.  Units: mm, N, MPa.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from fembone.core.assembly import Assembler, ElementGeometry
+from fembone.core.constraints import Reduction, check_constrained, reduce_system
+from fembone.core.loads import face_quadrature
+from fembone.core.model import Model, Probe
+from fembone.core.results import Fields, compute_fields, equivalent_strain, principal, von_mises
+from fembone.core.solvers import Solver, choose_solver
+
+EQUILIBRIUM_TOL = 1e-8
+
+Progress = Callable[[str, float, str], None]
+
+
+def _quiet(stage: str, seconds: float, detail: str) -> None:
+    pass
+
+
+@dataclass
+class LoadCaseResult:
+    """Solution of one load case."""
+
+    name: str
+    u: np.ndarray  # (n_dofs,) all DOFs
+    fields: Fields
+    reaction_force: np.ndarray  # (3,) N, sum over supported DOFs
+    reaction_moment: np.ndarray  # (3,) N mm about the origin
+    applied_force: np.ndarray
+    applied_moment: np.ndarray
+    equilibrium_error: float
+    strain_energy: float  # N mm
+    probes: dict[str, float] = field(default_factory=dict)
+    points: dict[str, list[float]] = field(default_factory=dict)  # reference point motions
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def displacement(self) -> np.ndarray:
+        return self.fields.displacement
+
+    def summary(self) -> dict:
+        vm = self.fields.von_mises
+        d = np.linalg.norm(self.fields.displacement, axis=1)
+        out = {
+            "probes": {k: float(v) for k, v in self.probes.items()},
+            "max_von_mises": float(vm.max()),
+            "max_displacement": float(d.max()),
+            "reaction_force": [float(x) for x in self.reaction_force],
+            "reaction_moment": [float(x) for x in self.reaction_moment],
+            "applied_force": [float(x) for x in self.applied_force],
+            "applied_moment": [float(x) for x in self.applied_moment],
+            "equilibrium_error": float(self.equilibrium_error),
+            "strain_energy": float(self.strain_energy),
+        }
+        if self.points:
+            out["points"] = self.points
+        out.update({k: _jsonable(v) for k, v in self.extra.items() if not k.startswith("_")})
+        return out
+
+
+@dataclass
+class Result:
+    """All load cases of a model, with what was measured on the way."""
+
+    model: Model
+    geometry: ElementGeometry
+    K: sp.csr_matrix
+    reduction: Reduction
+    loadcases: dict[str, LoadCaseResult]
+    solver: str
+    solver_info: dict
+    timings: dict[str, float]
+    linear_solver: Solver | None = None  # the set-up solver, reusable by the next similar model
+
+    def summary(self) -> dict:
+        m = self.model
+        return {
+            "case": m.name,
+            "nodes": int(m.mesh.n_nodes),
+            "elements": int(m.mesh.n_elements),
+            "element_type": "tet4" if m.mesh.order == 1 else "tet10",
+            "dofs": int(m.n_dofs),
+            "solver": self.solver,
+            "solver_info": _jsonable(self.solver_info),
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+            "units": {"length": "mm", "force": "N", "stress": "MPa", "moment": "N mm"},
+            "loadcases": {k: v.summary() for k, v in self.loadcases.items()},
+            "meta": _jsonable({k: v for k, v in m.meta.items() if not k.startswith("_")}),
+        }
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def assemble(model: Model, assembler: Assembler | None = None) -> tuple[Assembler, sp.csr_matrix]:
+    """Global stiffness (N/mm) of the model, reusing ``assembler`` (geometry + pattern) if given."""
+    if assembler is None or assembler.n_dofs != model.n_dofs:
+        assembler = Assembler(model.mesh, n_dofs=model.n_dofs)
+    lame = model.lame()
+    if lame is not None:
+        K = assembler.matrix(*lame, fmt="csr")
+    else:
+        K = assembler.matrix(C=model.C, fmt="csr")
+    n = model.n_dofs
+    for Kx in model.meta.get("_extra_stiffness", []):
+        Kx = sp.csr_matrix(Kx)
+        Kx.resize((n, n))  # extra nodes added after this matrix was built have no entries in it
+        K = K + Kx
+    return assembler, K.tocsr()
+
+
+def solve(
+    model: Model, progress: Progress | None = None, assembler: Assembler | None = None,
+    solver: Solver | None = None, nodal: bool = True,
+) -> Result:
+    """Solve all load cases of ``model`` with one factorisation (or one AMG hierarchy).
+
+    Reuse across similar models (studies): ``assembler`` keeps element geometry and the
+    sparsity pattern; ``solver`` (``Result.linear_solver`` of an earlier run) keeps PARDISO's
+    ordering and symbolic analysis when the pattern is unchanged.  ``nodal=False`` skips
+    nodal stress recovery (only needed for pictures and VTU point data).
+    """
+    progress = progress or _quiet
+    timings: dict[str, float] = {}
+    mesh = model.mesh
+
+    t = time.perf_counter()
+    assembler, K = assemble(model, assembler)
+    timings["assemble"] = time.perf_counter() - t
+    progress("assemble", timings["assemble"], f"{model.n_dofs:,} DOFs, {K.nnz:,} non-zeros")
+
+    t = time.perf_counter()
+    red = model.constraints.build()
+    check_constrained(
+        model.layout, mesh.points, mesh.cells, model.constraints, red, model.meta.get("_extra_edges"),
+        grounded=model.meta.get("_grounded"),
+    )
+    names = list(model.loads)
+    F = np.column_stack([model.loads[n] for n in names])
+    Kq, Fq = reduce_system(K, red, F)
+    B = model.layout.rigid_modes(mesh.points, scale=float(np.ptp(mesh.points, axis=0).max()))
+    B[red.dependent] = 0.0
+    wanted = choose_solver(model.n_dofs, model.solver, n_rhs=len(names))
+    if solver is None or type(solver) is not type(wanted):
+        solver = wanted
+    for k, v in model.solver_options.items():
+        setattr(solver, k, v)
+    solver.setup(Kq, near_nullspace=B)
+    timings["factorise"] = time.perf_counter() - t
+    progress("factorise", timings["factorise"], f"solver {solver.name}")
+
+    t = time.perf_counter()
+    Q = solver.solve(Fq)
+    U = red.expand(Q.reshape(len(Fq), -1))
+    timings["solve"] = time.perf_counter() - t
+    progress("solve", timings["solve"], f"{len(names)} load case(s), residual {solver.info.get('residual', 0):.1e}")
+
+    t = time.perf_counter()
+    results = {}
+    for k, name in enumerate(names):
+        results[name] = postprocess(model, assembler.geometry, K, red, U[:, k], F[:, k], name, nodal=nodal)
+    timings["postprocess"] = time.perf_counter() - t
+    progress("post-process", timings["postprocess"], "")
+    out = Result(model, assembler.geometry, K, red, results, solver.name, dict(solver.info), timings)
+    out.linear_solver = solver
+    return out
+
+
+def _all_points(model: Model) -> np.ndarray:
+    return np.vstack([model.mesh.points, model.layout.extra_points])
+
+
+def _dof_positions(model: Model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every DOF: its node position, whether it is a translation, and its axis (0-2)."""
+    pts = _all_points(model)
+    nn = model.mesh.n_nodes
+    ne = model.layout.n_extra
+    node = np.concatenate([np.arange(3 * nn) // 3, nn + np.arange(6 * ne) // 6])
+    comp = np.concatenate([np.arange(3 * nn) % 3, np.arange(6 * ne) % 6])
+    return pts[node], comp < 3, comp % 3
+
+
+def force_resultants(model: Model, v: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Resultant force (N) and moment about the origin (N mm) of a DOF vector of forces/moments."""
+    pos, is_t, axis = _dof_positions(model)
+    if mask is not None:
+        v = np.where(mask, v, 0.0)
+    F = np.zeros(3)
+    M = np.zeros(3)
+    for a in range(3):
+        sel = is_t & (axis == a)
+        F[a] = v[sel].sum()
+        f = np.zeros((sel.sum(), 3))
+        f[:, a] = v[sel]
+        M += np.cross(pos[sel], f).sum(axis=0)
+        M[a] += v[(~is_t) & (axis == a)].sum()
+    return F, M
+
+
+def postprocess(
+    model: Model, geom: ElementGeometry, K: sp.csr_matrix, red: Reduction, u: np.ndarray, f: np.ndarray, name: str,
+    nodal: bool = True,
+) -> LoadCaseResult:
+    mesh = model.mesh
+    un = u[: 3 * mesh.n_nodes].reshape(-1, 3)
+    fields = compute_fields(mesh, geom, model.C, un, nodal=nodal)
+    r = red.reactions(K @ u - f)
+    support = red.fixed
+    if "_foundation" in model.meta:  # springs to ground: their forces on the body are reactions too
+        Kf = sp.csr_matrix(model.meta["_foundation"])
+        Kf.resize((len(u), len(u)))
+        r = r - Kf @ u
+        support = support.copy()
+        support[model.meta["_grounded"]] = True
+    RF, RM = force_resultants(model, r, support)
+    AF, AM = force_resultants(model, f)
+    scale = max(np.linalg.norm(AF), np.abs(np.where(red.fixed, r, 0)).sum() / 2, 1e-300)
+    mscale = max(np.linalg.norm(AM), scale * float(np.ptp(mesh.points, axis=0).max()), 1e-300)
+    err = max(np.linalg.norm(RF + AF) / scale, np.linalg.norm(RM + AM) / mscale)
+    if err > EQUILIBRIUM_TOL:
+        warnings.warn(f"load case '{name}': equilibrium error {err:.2e} exceeds {EQUILIBRIUM_TOL:g}", stacklevel=2)
+    res = LoadCaseResult(
+        name, u, fields, RF, RM, AF, AM, float(err), 0.5 * float(u @ (K @ u)),
+    )
+    for p in model.probes:
+        res.probes[p.name] = evaluate_probe(model, geom, fields, p)
+    for pname, rp in model.points.items():
+        d = u[model.layout.extra_dofs(rp.index)[0]]
+        res.points[pname] = [float(x) for x in d]
+    for post in model.postprocessors:
+        res.extra.update(post(model, geom, res))
+    return res
+
+
+def evaluate_probe(model: Model, geom: ElementGeometry, fields: Fields, probe: Probe) -> float:
+    """A probe's scalar: mean (area- or volume-weighted), min or max of a field component."""
+    kind, comp = probe.field.split(".")
+    if kind == "displacement":
+        u = fields.displacement
+        if probe.reduce == "mean" and probe.faces is not None:
+            N, nda, _ = face_quadrature(model.mesh.points, probe.faces)
+            uq = np.einsum("qn,fna->fqa", N, u[probe.faces])
+            dA = np.linalg.norm(nda, axis=2)
+            vals = _disp_component(uq, comp)
+            return float((vals * dA).sum() / dA.sum())
+        vals = _disp_component(u[probe.nodes], comp)
+        return float({"mean": np.mean, "min": np.min, "max": np.max}[probe.reduce](vals))
+    t = fields.strain if kind == "strain" else fields.stress
+    vals = tensor_component(t[probe.elements], comp)
+    if probe.reduce == "mean":
+        w = geom.volumes[probe.elements]
+        return float((vals * w).sum() / w.sum())
+    return float(vals.min() if probe.reduce == "min" else vals.max())
+
+
+def _disp_component(u: np.ndarray, comp: str) -> np.ndarray:
+    if comp == "magnitude":
+        return np.linalg.norm(u, axis=-1)
+    return u[..., "xyz".index(comp)]
+
+
+def tensor_component(t: np.ndarray, comp: str) -> np.ndarray:
+    """Scalar component of (n, 3, 3) tensors by name (xx .. xz, min/max_principal, von_mises, equivalent)."""
+    if comp == "von_mises":
+        return von_mises(t)
+    if comp == "equivalent":
+        return equivalent_strain(t)
+    if comp == "min_principal":
+        return principal(t)[:, 0]
+    if comp == "max_principal":
+        return principal(t)[:, 2]
+    a, b = "xyz".index(comp[0]), "xyz".index(comp[1])
+    return t[:, a, b]
