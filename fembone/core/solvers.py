@@ -3,7 +3,10 @@
 * ``pardiso``  - Intel MKL PARDISO (pip wheel ``mkl``) called through ctypes as a
   symmetric positive definite factorisation (matrix type 2, upper triangle), in single
   precision by default, refined to double precision with preconditioned CG.  Fastest
-  direct solver installable from PyPI; many load cases share one factorisation.
+  direct solver installable from PyPI; many load cases share one factorisation.  The
+  runtime (``libmkl_rt.so*``, ``libmkl_rt*.dylib``, ``mkl_rt*.dll``) is found from
+  ``$FEMBONE_MKL_RT`` (or ``$PYPARDISO_MKL_RT``), the ``mkl`` distribution's file list,
+  then the system loader; wheels exist for x86-64 Linux, 64-bit Windows and Intel macOS.
 * ``amg``      - conjugate gradients preconditioned by smoothed-aggregation algebraic
   multigrid (pyamg) with the six rigid-body modes as near-null space (Vanek, Mandel &
   Brezina 1996).  Least memory; the choice for large models.
@@ -17,13 +20,17 @@ Every solver reports the relative residual of its solution.
 from __future__ import annotations
 
 import ctypes
+import fnmatch
 import functools
-import glob
+import importlib.metadata
+import logging
 import os
+import platform
 import sys
 import time
 from ctypes.util import find_library
 from dataclasses import dataclass, field
+from pathlib import Path, PurePath
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,12 +39,15 @@ import scipy.sparse.linalg as spla
 from fembone.core.errors import InputError, SolverError
 
 SOLVERS: dict[str, type[Solver]] = {}
+log = logging.getLogger("fembone.solvers")
 
 #: models up to this many DOFs use a direct factorisation by default.  Measured on the
 #: vertebra-like tet10 body (benchmarks/README.md): single-precision PARDISO was 4x faster
 #: than AMG-CG at 49k DOFs and 1.3x slower at 205k (factor work grows ~n^2, AMG ~n), so the
 #: cross-over is near 150k; above it AMG-CG is also the one that fits in memory.
 DIRECT_LIMIT = 150_000
+#: models up to this many DOFs use SuperLU (no set-up cost worth avoiding)
+SMALL_LIMIT = 20_000
 #: relative residual the iterative solvers (and refinement) aim for
 RTOL = 1e-10
 
@@ -93,22 +103,60 @@ class SuperLU(Solver):
         return x
 
 
+#: file names of MKL's single dynamic runtime in the ``mkl`` wheels: Linux, macOS, Windows
+MKL_RT_PATTERNS = ("libmkl_rt.so*", "libmkl_rt*.dylib", "mkl_rt*.dll")
+#: environment variables naming the runtime explicitly (pypardiso's name kept working)
+MKL_ENV = ("FEMBONE_MKL_RT", "PYPARDISO_MKL_RT")
+
+
+def _mkl_from_distribution() -> str | None:
+    """MKL's runtime listed in the installed ``mkl`` distribution's RECORD (no directory walk).
+
+    The wheels put it in ``<prefix>/lib`` (``libmkl_rt.so.2``, ``libmkl_rt.2.dylib``) or
+    ``<prefix>/Library/bin`` (``mkl_rt.2.dll``); the file list says which, wherever the
+    prefix is (virtual environment, ``--user``, system).
+    """
+    try:
+        files = importlib.metadata.files("mkl")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    hits = [f for f in files or () if any(fnmatch.fnmatch(PurePath(str(f)).name, pat) for pat in MKL_RT_PATTERNS)]
+    for f in sorted(hits, key=lambda f: len(PurePath(str(f)).name)):
+        path = Path(f.locate())
+        if path.is_file():
+            return str(path.resolve())
+    return None
+
+
+def _mkl_search() -> tuple[str | None, str]:
+    """(path of libmkl_rt or None, how it was found or why not).
+
+    Order: $FEMBONE_MKL_RT / $PYPARDISO_MKL_RT, the ``mkl`` distribution's file list, then
+    the system loader's search path (``ctypes.util.find_library``).  Never walks directories.
+    """
+    for var in MKL_ENV:
+        if os.environ.get(var):
+            return os.environ[var], f"${var}"
+    path = _mkl_from_distribution()
+    if path:
+        return path, "the mkl wheel"
+    path = find_library("mkl_rt")
+    if path:
+        return path, "the system library path"
+    if not _mkl_platform():
+        return None, f"no MKL wheel exists for this platform ({sys.platform} {platform.machine()})"
+    return None, "MKL runtime not found (pip install mkl, or set FEMBONE_MKL_RT to libmkl_rt)"
+
+
+def _mkl_platform() -> bool:
+    """True where PyPI has ``mkl`` wheels: x86-64 Linux, 64-bit Windows, Intel macOS."""
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
 @functools.lru_cache(maxsize=1)
 def _find_mkl() -> str | None:
-    """Path of MKL's runtime library: $PYPARDISO_MKL_RT, the loader's search path, or the pip wheel's lib/."""
-    path = os.environ.get("PYPARDISO_MKL_RT") or find_library("mkl_rt")
-    if path:
-        return path
-    bases = [sys.prefix, sys.base_prefix, os.path.expanduser("~/.local")]
-    for base in bases:  # the mkl wheel puts libmkl_rt.so.N directly in <prefix>/lib
-        hits = sorted(glob.glob(f"{base}/lib/libmkl_rt.so*"), key=len)
-        if hits:
-            return hits[0]
-    for base in bases:
-        hits = sorted(glob.glob(f"{base}/lib*/**/libmkl_rt.so*", recursive=True), key=len)
-        if hits:
-            return hits[0]
-    return None
+    """Path of MKL's runtime library, or None (see :func:`_mkl_search`)."""
+    return _mkl_search()[0]
 
 
 _PARDISO_ERRORS = {
@@ -136,25 +184,40 @@ class Pardiso(Solver):
     precision: str = "single"
 
     _lib = None
+    _why_not: str | None = None
 
     @classmethod
     def _load(cls):
         if cls._lib is None:
-            path = _find_mkl()
+            path, how = _mkl_search()
             if path is None:
-                raise SolverError("MKL runtime (libmkl_rt) not found: pip install mkl, or use solver: amg")
-            lib = ctypes.CDLL(path)
-            lib.pardiso.restype = None
+                raise SolverError(f"{how}; use solver: amg")
+            if sys.platform == "win32" and os.path.isdir(os.path.dirname(path)):
+                os.add_dll_directory(os.path.dirname(path))  # mkl_rt loads mkl_core etc. beside it
+            try:
+                lib = ctypes.CDLL(path)
+                lib.pardiso.restype = None
+            except (OSError, AttributeError) as exc:
+                raise SolverError(f"MKL runtime {path} (from {how}) could not be loaded: {exc}") from None
             cls._lib = lib
         return cls._lib
 
     @classmethod
     def available(cls) -> bool:
-        try:
-            cls._load()
-            return True
-        except (SolverError, OSError):
-            return False
+        return cls.unavailable_reason() is None
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """None when PARDISO can be used, else one line saying why not (remembered)."""
+        if cls._lib is not None:
+            return None
+        if cls._why_not is None:
+            try:
+                cls._load()
+                return None
+            except SolverError as exc:
+                cls._why_not = str(exc)
+        return cls._why_not
 
     def _call(self, phase: int, b: np.ndarray | None = None) -> np.ndarray | None:
         lib = self._load()
@@ -467,19 +530,34 @@ def direct_limit(n_rhs: int = 1) -> int:
 
 
 def choose_solver(n_dofs: int, requested: str | None = None, where: str = "solver", n_rhs: int = 1) -> Solver:
-    """The solver named ``requested``, or by size and load-case count: direct up to
-    :func:`direct_limit`, else AMG-CG."""
+    """The solver named ``requested``, or by size and load-case count.
+
+    SuperLU up to :data:`SMALL_LIMIT` DOFs; PARDISO up to :func:`direct_limit`; AMG-CG
+    above it, and also from :data:`SMALL_LIMIT` on when PARDISO is not available (SuperLU's
+    fill makes it 3.6x slower and 6x larger than AMG-CG at 49k DOFs, issue 13), with a
+    one-line hint on the ``fembone.solvers`` logger saying why PARDISO was skipped.
+    """
     if requested not in (None, "auto"):
         if requested not in SOLVERS:
             raise InputError(f"unknown solver '{requested}' (known: auto, {', '.join(SOLVERS)})", where)
         cls = SOLVERS[requested]
         if not cls.available():
-            raise InputError(f"solver '{requested}' is not installed on this machine", where)
+            why = cls.unavailable_reason() if cls is Pardiso else None
+            raise InputError(f"solver '{requested}' is not installed on this machine" + (f" ({why})" if why else ""), where)
         return cls()
-    if n_dofs <= 20_000:
+    if n_dofs <= SMALL_LIMIT:
         return SuperLU()
-    if n_dofs <= direct_limit(n_rhs) and Pardiso.available():
+    if n_dofs > direct_limit(n_rhs):
+        return AMG()
+    why = Pardiso.unavailable_reason()
+    if why is None:
         return Pardiso()
-    if n_dofs <= 60_000:
-        return SuperLU()
-    return AMG()
+    _hint_once(f"PARDISO skipped ({why}); AMG-CG for {n_dofs:,} DOFs")
+    solver = AMG()
+    solver.info["pardiso_skipped"] = why
+    return solver
+
+
+@functools.lru_cache(maxsize=8)
+def _hint_once(message: str) -> None:
+    log.warning(message)

@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Iterator
 
+from fembone.core.errors import InputError
+
 _GMSH_LOCK = threading.Lock()  # gmsh is not thread-safe
 
 
@@ -19,8 +21,7 @@ def gmsh_model(prefix: str, verbose: bool = False) -> Iterator:
     the model added here is removed.
     """
     with _GMSH_LOCK:
-        import gmsh
-
+        gmsh = import_gmsh()
         owns = not gmsh.isInitialized()
         if owns:
             gmsh.initialize(interruptible=False)
@@ -37,3 +38,15 @@ def gmsh_model(prefix: str, verbose: bool = False) -> Iterator:
                 with contextlib.suppress(Exception):
                     gmsh.model.setCurrent(model)
                     gmsh.model.remove()
+
+
+def import_gmsh():
+    """The ``gmsh`` module, or one line naming the extra to install (no wheel on Linux ARM)."""
+    try:
+        import gmsh
+    except (ImportError, OSError) as exc:  # OSError: the wheel's libgmsh or its GL libraries
+        raise InputError(
+            f'meshing needs gmsh, which cannot be imported here ({type(exc).__name__}: {exc}); '
+            'install it with: pip install "fembone[mesh]" (or give a ready mesh file)'
+        ) from None
+    return gmsh
