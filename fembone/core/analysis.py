@@ -23,6 +23,8 @@ from fembone.core.results import Fields, compute_fields, equivalent_strain, prin
 from fembone.core.solvers import Solver, choose_solver
 
 EQUILIBRIUM_TOL = 1e-8
+#: model.meta keys reported in summary.json's provenance block rather than under meta
+PROVENANCE_META = ("case_hash", "resolved_case")
 
 Progress = Callable[[str, float, str], None]
 
@@ -85,6 +87,7 @@ class Result:
     solver_info: dict
     timings: dict[str, float]
     linear_solver: Solver | None = None  # the set-up solver, reusable by the next similar model
+    started: float = 0.0  # time.perf_counter() when solve() began (for the wall time in provenance)
 
     def summary(self) -> dict:
         m = self.model
@@ -99,7 +102,7 @@ class Result:
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "units": {"length": "mm", "force": "N", "stress": "MPa", "moment": "N mm"},
             "loadcases": {k: v.summary() for k, v in self.loadcases.items()},
-            "meta": _jsonable({k: v for k, v in m.meta.items() if not k.startswith("_")}),
+            "meta": _jsonable({k: v for k, v in m.meta.items() if not k.startswith("_") and k not in PROVENANCE_META}),
         }
 
 
@@ -143,6 +146,7 @@ def solve(
     ordering and symbolic analysis when the pattern is unchanged.  ``nodal=False`` skips
     nodal stress recovery (only needed for pictures and VTU point data).
     """
+    started = time.perf_counter()
     progress = progress or _quiet
     timings: dict[str, float] = {}
     mesh = model.mesh
@@ -186,6 +190,7 @@ def solve(
     progress("post-process", timings["postprocess"], "")
     out = Result(model, assembler.geometry, K, red, results, solver.name, dict(solver.info), timings)
     out.linear_solver = solver
+    out.started = started
     return out
 
 

@@ -1,4 +1,6 @@
-"""Result files: one VTU per load case (ParaView, pyvista) and ``summary.json``.
+"""Result files: one VTU per load case (ParaView, pyvista), a ``<case>.pvd`` collection
+grouping them, and ``summary.json`` with a ``provenance`` block (who computed what, with
+which software, how long it took).
 
 VTU point data: ``displacement`` (mm), ``stress_nodal``/``strain_nodal`` (recovered, 6
 components xx yy zz xy yz xz); cell data: ``von_mises`` (MPa), ``strain``, ``stress``
@@ -11,12 +13,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
+from datetime import datetime, timezone
 from pathlib import Path
+from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
 from fembone.core.analysis import LoadCaseResult, Result
 from fembone.core.results import equivalent_strain, principal, sym6, von_mises
+from fembone.core.version import environment, peak_memory_mib
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -104,8 +110,62 @@ def write_vtu(result: Result, lc: LoadCaseResult, path: Path) -> Path:
     return path
 
 
+def provenance(result: Result) -> dict:
+    """Where a result came from: software versions, solver, per-load-case iterations and
+    residuals, wall time (s, from the start of assembly until now), peak memory (MiB, the
+    process's peak so far), an ISO 8601 UTC timestamp, and the case hash and resolved case
+    when the model carries them (``model.meta['case_hash']``, ``model.meta['resolved_case']``)."""
+    from fembone.core.analysis import _jsonable
+
+    info = result.solver_info
+    names = list(result.loadcases)
+    iters = info.get("iterations")
+    residuals = info.get("residuals")
+    per_case = {}
+    for k, name in enumerate(names):
+        entry = {}
+        if isinstance(iters, list | tuple) and len(iters) == len(names):
+            entry["iterations"] = int(iters[k])
+        if isinstance(residuals, list | tuple) and len(residuals) == len(names):
+            entry["residual"] = float(residuals[k])
+        per_case[name] = entry
+    wall = time.perf_counter() - result.started if result.started else sum(result.timings.values())
+    out = {
+        **environment(),
+        "solver": result.solver,
+        "loadcases": per_case,
+        "wall_time_s": round(wall, 3),
+        "peak_memory_mib": peak_memory_mib(),
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    meta = result.model.meta
+    if meta.get("case_hash") is not None:
+        out["case_hash"] = str(meta["case_hash"])
+    if meta.get("resolved_case") is not None:
+        out["resolved_case"] = _jsonable(meta["resolved_case"])
+    if "pardiso_skipped" in info:
+        out["pardiso_skipped"] = info["pardiso_skipped"]
+    return out
+
+
+def write_pvd(path: Path, files: dict[str, str]) -> Path:
+    """A ParaView collection (``.pvd``) of the load-case VTUs ``{name: file}``: one time step
+    per load case, in order, each named after its load case."""
+    rows = "".join(
+        f'    <DataSet timestep="{k}" group="" part="0" name={quoteattr(name)} file={quoteattr(file)}/>\n'
+        for k, (name, file) in enumerate(files.items())
+    )
+    text = (
+        '<?xml version="1.0"?>\n<VTKFile type="Collection" version="0.1" byte_order="LittleEndian">\n'
+        f"  <Collection>\n{rows}  </Collection>\n</VTKFile>\n"
+    )
+    atomic_write_text(path, text)
+    return Path(path)
+
+
 def write_results(result: Result, out: Path, vtu: bool = True) -> dict:
-    """Write ``summary.json`` and one VTU per load case into ``out``; returns the summary."""
+    """Write ``summary.json``, one VTU per load case and ``<case>.pvd`` grouping them into
+    ``out``; returns the summary."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
@@ -116,6 +176,8 @@ def write_results(result: Result, out: Path, vtu: bool = True) -> dict:
             p = write_vtu(result, lc, out / f"{_safe(name)}.vtu")
             files[name] = p.name
         summary["files"] = files
+        summary["collection"] = write_pvd(out / f"{_safe(result.model.name)}.pvd", files).name
+    summary["provenance"] = provenance(result)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, allow_nan=False, default=float) + "\n")
     return summary
 

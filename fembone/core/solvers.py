@@ -77,9 +77,12 @@ class Solver:
         raise NotImplementedError
 
     def _residual(self, K, x, b) -> float:
+        """Largest relative residual ||b - K x|| / ||b|| over the columns; per column in info['residuals']."""
         r = b - K @ x
         nb = np.linalg.norm(b, axis=0)
-        return float(np.max(np.linalg.norm(r, axis=0) / np.where(nb > 0, nb, 1.0)))
+        res = np.atleast_1d(np.linalg.norm(r, axis=0) / np.where(nb > 0, nb, 1.0))
+        self.info["residuals"] = [float(v) for v in res]
+        return float(res.max())
 
 
 @register
