@@ -16,6 +16,7 @@ key path.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -106,7 +107,45 @@ def region(where: dict, path: str, scale: float = 1.0) -> Callable[[np.ndarray],
     raise InputError(f"unknown selector '{kind}' (expected one of: {', '.join(SHAPES)})", p)
 
 
+@dataclass(frozen=True)
+class Selector:
+    """A validated ``where:`` selector: its kind, its (checked) spec and the key path it came from.
+
+    Syntax is checked by :func:`parse_selector` before any mesh exists; that a named set
+    exists, and that the selection is not empty, can only be checked against the mesh.
+    """
+
+    kind: str
+    spec: object
+    path: str
+
+    @property
+    def where(self) -> dict:
+        return {self.kind: self.spec}
+
+
+def parse_selector(where, path: str = "where") -> Selector:
+    """Validate the syntax of a ``where:`` mapping (no mesh needed) into a :class:`Selector`."""
+    if isinstance(where, Selector):
+        return where
+    if not isinstance(where, dict) or len(where) != 1:
+        raise InputError(
+            f"a selector is a mapping with one of: {', '.join(SHAPES)} (got {show(where)})", path
+        )
+    (kind, spec), = where.items()
+    if kind not in SHAPES:
+        raise InputError(f"unknown selector (expected one of: {', '.join(SHAPES)})", f"{path}.{kind}")
+    if kind == "set":
+        if not isinstance(spec, str):
+            raise InputError(f"expected a set name, got {show(spec)}", f"{path}.set")
+    else:
+        region(where, path)  # raises on malformed shapes
+    return Selector(kind, spec, path)
+
+
 def _check_where(mesh: Mesh, where, path) -> tuple[str, object]:
+    if isinstance(where, Selector):
+        path, where = where.path, where.where
     if not isinstance(where, dict) or len(where) != 1:
         raise InputError(
             f"a selector is a mapping with one of: {', '.join(SHAPES)} (got {show(where)})", path
@@ -127,15 +166,23 @@ def _scale(mesh: Mesh) -> float:
     return float(np.ptp(mesh.points, axis=0).max()) or 1.0
 
 
-def _nonempty(ids, what, path):
+def _nonempty(ids, what, path, mesh: Mesh | None = None, where=None):
+    """``ids`` unless empty; then one line naming the selector and the mesh's bounding box (mm)."""
     if len(ids) == 0:
-        raise InputError(f"selects no {what}", path)
+        sel = f" {show(where)}" if where is not None else ""
+        box = ""
+        if mesh is not None and mesh.n_nodes:
+            lo, hi = mesh.points.min(axis=0), mesh.points.max(axis=0)
+            box = f"; the mesh spans x {lo[0]:.4g}..{hi[0]:.4g}, y {lo[1]:.4g}..{hi[1]:.4g}, z {lo[2]:.4g}..{hi[2]:.4g} mm"
+        raise InputError(f"selector{sel} selects no {what}{box}", path)
     return ids
 
 
 def select_nodes(mesh: Mesh, where: dict, path: str = "where") -> np.ndarray:
     """Node ids selected by ``where``."""
+    path = where.path if isinstance(where, Selector) else path
     kind, spec = _check_where(mesh, where, path)
+    where = {kind: spec}
     if kind == "set":
         if spec in mesh.facet_sets:
             ids = np.unique(mesh.facet_sets[spec])
@@ -146,21 +193,23 @@ def select_nodes(mesh: Mesh, where: dict, path: str = "where") -> np.ndarray:
         used = np.zeros(mesh.n_nodes, bool)
         used[ids] = True
         ids = np.flatnonzero(used)
-    return _nonempty(ids, "nodes", path)
+    return _nonempty(ids, "nodes", path, mesh, where)
 
 
-def select_elements(mesh: Mesh, where: dict | None, path: str = "where") -> np.ndarray:
+def select_elements(mesh: Mesh, where: dict | Selector | None, path: str = "where") -> np.ndarray:
     """Element ids selected by ``where`` (``None``: every element)."""
     if where is None:
         return np.arange(mesh.n_elements)
+    path = where.path if isinstance(where, Selector) else path
     kind, spec = _check_where(mesh, where, path)
+    where = {kind: spec}
     if kind == "set":
         if spec not in mesh.cell_sets:
             raise InputError(f"'{spec}' is a surface (facet) set; an element set is needed here", f"{path}.set")
         ids = mesh.cell_sets[spec]
     else:
         ids = np.flatnonzero(region(where, path, _scale(mesh))(mesh.centroids()))
-    return _nonempty(ids, "elements", path)
+    return _nonempty(ids, "elements", path, mesh, where)
 
 
 def orient_faces(mesh: Mesh, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +233,9 @@ def orient_faces(mesh: Mesh, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def select_faces(mesh: Mesh, where: dict, path: str = "where") -> tuple[np.ndarray, np.ndarray]:
     """Faces (nf, 3|6) selected by ``where`` and a mask of those on the mesh boundary (outward)."""
+    path = where.path if isinstance(where, Selector) else path
     kind, spec = _check_where(mesh, where, path)
+    where = {kind: spec}
     if kind == "set" and spec in mesh.facet_sets:
         faces, on_boundary = orient_faces(mesh, mesh.facet_sets[spec])
     else:
@@ -194,5 +245,5 @@ def select_faces(mesh: Mesh, where: dict, path: str = "where") -> tuple[np.ndarr
         bfaces, _ = mesh.boundary_faces()
         faces = bfaces[inside[bfaces].all(axis=1)]
         on_boundary = np.ones(len(faces), bool)
-    _nonempty(faces, "boundary faces", path)
+    _nonempty(faces, "boundary faces", path, mesh, where)
     return faces, on_boundary

@@ -1,0 +1,255 @@
+"""Typed descriptions of the vertebra sections of a case file, and their parser.
+
+Keys (all optional except that a vertebra model needs ``vertebra:`` or ``materials: {preset}``)::
+
+    vertebra: {level: L1, mesh_size: 2.0, order: 2, shell_thickness: 1.0}
+    materials: {preset: normal, trabecular: {density: 0.18, transverse_ratio: 0.5}}
+    lesions:  [{type: lytic, volume_fraction: 0.30, location: central}]   # or center + radius/radii
+    cement:   [{volume_ml: 4.0, access: bipedicular}]     # or unipedicular_left/right, tips: [[x,y,z]]
+    boundary: {inferior: fixed, coupling: distributing}  # or inferior: potting {E, nu, thickness}
+    screws:   [{placement: bilateral_transpedicular}]      # see fembone.cases.screws
+    loadcases: {standing: [{preset: compression, force: 800}]}
+
+Units: mm, N, MPa, N mm; cement in mL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fembone.core import schema as S
+from fembone.core.errors import InputError
+from fembone.core.materials import Material
+from fembone.spine.bone import vertebra_materials
+from fembone.spine.geometry import vertebra_dims, vertebra_landmarks
+
+#: lesion type -> material name of the vertebra material set
+LESION_MATERIAL = {"lytic": "lesion_lytic", "blastic": "lesion_blastic", "mixed": "lesion_mixed"}
+LOCATIONS = {
+    "central": (0, 0, 0), "posterior": (0, -0.22, 0), "anterior": (0, 0.22, 0),
+    "lateral_right": (0.22, 0, 0), "lateral": (0.22, 0, 0), "lateral_left": (-0.22, 0, 0),
+}
+ACCESS = ("bipedicular", "unipedicular_left", "unipedicular_right")
+#: PMMA potting of vertebral specimens in experiments: E 2500 MPa, nu 0.3, >= 3 mm (field notes)
+POTTING = {"E": 2500.0, "nu": 0.3, "thickness": 3.0}
+
+# Load presets: (kind, default magnitude, direction) with sources.
+#   compression: 500-800 N standing-like axial loads used in vertebral FE (field notes);
+#   lifting: 2000 N, within the 1500-3600 N range reported for lifting (Wilke et al. 1999, Spine 24:755);
+#   pure moments 7.5 N m (Rohlmann et al. 2001, J Biomech 34:1131) with an optional follower
+#   preload (Patwardhan et al. 2003; 280-400 N).
+LOAD_PRESETS = {
+    "compression": ("force", 800.0, (0.0, 0.0, -1.0)),
+    "standing": ("force", 800.0, (0.0, 0.0, -1.0)),
+    "lifting": ("force", 2000.0, (0.0, 0.0, -1.0)),
+    "flexion": ("moment", 7500.0, (-1.0, 0.0, 0.0)),
+    "extension": ("moment", 7500.0, (1.0, 0.0, 0.0)),
+    "lateral_bending": ("moment", 7500.0, (0.0, 1.0, 0.0)),
+    "axial_rotation": ("moment", 7500.0, (0.0, 0.0, 1.0)),
+}
+
+
+@dataclass(frozen=True)
+class VertebraGeometry:
+    """A generated vertebra: level (T12-L5), mesh size (mm), element order, shell thickness (mm)."""
+
+    level: str
+    mesh_size: float
+    order: int
+    shell_thickness: float
+
+
+@dataclass(frozen=True)
+class LesionSpec:
+    type: str
+    center: tuple[float, float, float] | None  # None: from ``location``
+    location: str
+    volume_fraction: float | None
+    radii: tuple[float, float, float] | None
+    axes: tuple | None
+    breach: bool
+    path: str
+
+
+@dataclass(frozen=True)
+class CementSpec:
+    volume_ml: float
+    access: str  # bipedicular | unipedicular_left | unipedicular_right | tips
+    tips: tuple  # needle tips (mm), from the landmarks or given
+    path: str
+
+
+@dataclass(frozen=True)
+class BoundarySpec:
+    inferior: str = "fixed"  # fixed | potting
+    coupling: str = "distributing"  # distributing | rigid
+    potting: dict | None = None  # {E, nu, thickness} when inferior == potting
+    given: bool = False  # whether the case had a boundary key
+
+
+@dataclass(frozen=True)
+class PresetLoad:
+    """A spinal load preset on the superior reference point: force (N) or moment (N mm) + follower (N)."""
+
+    preset: str
+    kind: str  # force | moment
+    magnitude: float
+    follower: float
+    direction: tuple[float, float, float]
+    loadcase: str
+    path: str
+
+
+@dataclass
+class VertebraSpec:
+    geometry: VertebraGeometry | None  # None: the case gives a mesh file with the vertebra groups
+    materials: dict[str, Material]
+    material_info: dict
+    landmarks: dict | None
+    lesions: list[LesionSpec] = field(default_factory=list)
+    cement: list[CementSpec] = field(default_factory=list)
+    boundary: BoundarySpec = field(default_factory=BoundarySpec)
+    screws: object | None = None  # fembone.cases.screws.ScrewsSpec
+    has_lesions_key: bool = False
+    has_cement_key: bool = False
+    own_constraints: bool = False  # the case defines its own supports
+
+
+def is_vertebra(raw: dict) -> bool:
+    return "vertebra" in raw or (isinstance(raw.get("materials"), dict) and "preset" in raw["materials"])
+
+
+def parse_vertebra(raw: dict, source: str, base: Path, parse_screws) -> VertebraSpec:
+    """The vertebra sections of a raw case (``parse_screws(value, path, landmarks)`` parses ``screws``)."""
+    geometry = _geometry(raw["vertebra"], "vertebra") if "vertebra" in raw else None
+    landmarks = vertebra_landmarks(vertebra_dims(geometry.level)) if geometry else None
+    if is_vertebra(raw):
+        mats, info = vertebra_materials(raw.get("materials"), "materials")
+    else:
+        mats, info = {}, {}
+    spec = VertebraSpec(geometry, mats, info, landmarks, own_constraints=bool(raw.get("constraints")))
+    for key in ("lesions", "cement"):
+        if key in raw and not is_vertebra(raw):
+            raise InputError(f"{key} need{'s' if key == 'cement' else ''} a vertebra model (vertebra: ... or materials: {{preset: ...}})", key)
+    if "lesions" in raw:
+        spec.has_lesions_key = True
+        spec.lesions = [_lesion(e, f"lesions[{i}]") for i, e in enumerate(S.seq(raw["lesions"], "lesions"))]
+    if "cement" in raw:
+        spec.has_cement_key = True
+        spec.cement = [_cement(e, f"cement[{i}]", landmarks) for i, e in enumerate(S.seq(raw["cement"], "cement"))]
+    if "boundary" in raw:
+        spec.boundary = _boundary(raw["boundary"], "boundary")
+    if "screws" in raw:
+        spec.screws = parse_screws(raw["screws"], "screws", landmarks)
+    return spec
+
+
+def _geometry(spec, path: str) -> VertebraGeometry:
+    S.mapping(spec, path, allowed=("level", "mesh_size", "order", "shell_thickness"))
+    level = S.string(spec.get("level", "L1"), f"{path}.level")
+    size = S.number(spec.get("mesh_size", 2.0), f"{path}.mesh_size", lo=0.5, hi=10.0)
+    order = S.integer(spec.get("order", 2), f"{path}.order")
+    if order not in (1, 2):
+        raise InputError(f"order must be 1 or 2, got {order}", f"{path}.order")
+    shell = S.number(spec.get("shell_thickness", 1.0), f"{path}.shell_thickness", lo=0.2, hi=3.0)
+    try:
+        vertebra_dims(level)
+    except InputError as exc:
+        raise InputError(exc.message, f"{path}.level") from None
+    return VertebraGeometry(level, size, order, shell)
+
+
+def _lesion(entry, p: str) -> LesionSpec:
+    S.mapping(entry, p, allowed=("type", "volume_fraction", "location", "center", "radius", "radii", "axes", "breach"), required=("type",))
+    kind = S.string(entry["type"], f"{p}.type", choices=tuple(LESION_MATERIAL))
+    breach = S.boolean(entry.get("breach", False), f"{p}.breach")
+    center = tuple(S.vector(entry["center"], f"{p}.center")) if "center" in entry else None
+    location = "central" if center is not None else S.string(entry.get("location", "central"), f"{p}.location", choices=tuple(LOCATIONS))
+    axes = None
+    if "axes" in entry:
+        axes = tuple(tuple(S.vector(v, f"{p}.axes[{k}]")) for k, v in enumerate(S.seq(entry["axes"], f"{p}.axes")))
+        if len(axes) != 3:
+            raise InputError("expected 3 axis vectors", f"{p}.axes")
+    vf, radii = None, None
+    if "volume_fraction" in entry:
+        if "radius" in entry or "radii" in entry:
+            raise InputError("give volume_fraction or radius/radii, not both", p)
+        vf = S.number(entry["volume_fraction"], f"{p}.volume_fraction", lo=0, hi=0.95, lo_open=True)
+    elif "radii" in entry:
+        radii = tuple(S.vector(entry["radii"], f"{p}.radii"))
+        if np.any(np.asarray(radii) <= 0):
+            raise InputError("radii must be positive", f"{p}.radii")
+    elif "radius" in entry:
+        radii = (S.number(entry["radius"], f"{p}.radius", lo=0, lo_open=True),) * 3
+    else:
+        raise InputError("give volume_fraction, radius or radii", p)
+    return LesionSpec(kind, center, location, vf, radii, axes, breach, p)
+
+
+def needle_tips(landmarks: dict, access: str) -> np.ndarray:
+    """Needle-tip positions (mm) for transpedicular access from the vertebra's landmarks.
+
+    Bipedicular: each tip on its pedicle axis at 75 % of the way from the entry point to the
+    anterior cortex (anterior half of the body).  Unipedicular: one oblique needle whose tip
+    reaches the midline in the anterior half of the body.
+    """
+    if access == "bipedicular":
+        return np.array([
+            landmarks[s]["entry"] + 0.75 * landmarks[s]["length_to_anterior_cortex"] * landmarks[s]["direction"]
+            for s in ("left", "right")
+        ])
+    side = "left" if access.endswith("left") else "right"
+    y_tip = landmarks["body_anterior_y"] - 0.35 * landmarks["body_depth"]
+    return np.array([[0.0, y_tip, float(landmarks[side]["isthmus"][2])]])
+
+
+def _cement(entry, p: str, landmarks: dict | None) -> CementSpec:
+    S.mapping(entry, p, allowed=("volume_ml", "access", "tips"), required=("volume_ml",))
+    vml = S.number(entry["volume_ml"], f"{p}.volume_ml", lo=0, lo_open=True, hi=50)
+    if "tips" in entry:
+        tips = np.array([S.vector(t, f"{p}.tips[{k}]") for k, t in enumerate(S.seq(entry["tips"], f"{p}.tips"))])
+        if len(tips) == 0:
+            raise InputError("give at least one needle tip", f"{p}.tips")
+        access = "tips"
+    else:
+        access = S.string(entry.get("access", "bipedicular"), f"{p}.access", choices=ACCESS)
+        if landmarks is None:
+            raise InputError("access needs a generated vertebra's landmarks; give tips: [[x, y, z], ...] for an imported mesh", f"{p}.access")
+        tips = needle_tips(landmarks, access)
+    return CementSpec(vml, access, tuple(map(tuple, np.asarray(tips, float))), p)
+
+
+def _boundary(spec, path: str) -> BoundarySpec:
+    S.mapping(spec, path, allowed=("inferior", "coupling", "potting"))
+    inferior = S.string(spec.get("inferior", "fixed"), f"{path}.inferior", choices=("fixed", "potting"))
+    coupling = S.string(spec.get("coupling", "distributing"), f"{path}.coupling", choices=("distributing", "rigid"))
+    if "potting" in spec and inferior != "potting":
+        raise InputError("potting properties need inferior: potting", f"{path}.potting")
+    potting = None
+    if inferior == "potting":
+        p = S.mapping(spec.get("potting", {}), f"{path}.potting", allowed=tuple(POTTING))
+        potting = {
+            "E": S.number(p.get("E", POTTING["E"]), f"{path}.potting.E", lo=0, lo_open=True),
+            "nu": S.number(p.get("nu", POTTING["nu"]), f"{path}.potting.nu", lo=-0.99, hi=0.49),
+            "thickness": S.number(p.get("thickness", POTTING["thickness"]), f"{path}.potting.thickness", lo=0, lo_open=True),
+        }
+    return BoundarySpec(inferior, coupling, potting, given=True)
+
+
+def parse_preset_load(entry: dict, path: str, spec: VertebraSpec | None) -> PresetLoad:
+    S.mapping(entry, path, allowed=("preset", "force", "moment", "follower"), required=("preset",))
+    name = S.string(entry["preset"], f"{path}.preset", choices=tuple(LOAD_PRESETS))
+    if spec is None:
+        raise InputError("load presets need a vertebra model with its superior-endplate reference point", path)
+    kind, default, direction = LOAD_PRESETS[name]
+    if kind == "force" and "moment" in entry:
+        raise InputError(f"preset '{name}' takes a force (N), not a moment", f"{path}.moment")
+    if kind == "moment" and "force" in entry:
+        raise InputError(f"preset '{name}' takes a moment (N mm) and an optional follower (N), not a force", f"{path}.force")
+    mag = S.number(entry.get(kind, default), f"{path}.{kind}", lo=0)
+    follower = S.number(entry.get("follower", 0.0), f"{path}.follower", lo=0)
+    lc = path.split(".", 1)[1].split("[")[0] if "." in path else path
+    return PresetLoad(name, kind, mag, follower, direction, lc, path)
