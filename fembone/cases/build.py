@@ -8,6 +8,9 @@ Units: mm, N, MPa, N mm.
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 
 from fembone.cases.registry import EXTENSIONS, BuildContext
@@ -81,7 +84,15 @@ def _build(spec: CaseSpec, ctx: BuildContext) -> Model:
         model.solver_options["precision"] = spec.solver.precision
     model.meta.update(ctx.meta)
     model.meta["source"] = spec.source
+    model.meta["resolved_case"] = spec.resolved
+    model.meta["case_hash"] = case_hash(spec.resolved)
     return model
+
+
+def case_hash(data: dict) -> str:
+    """SHA-1 (first 16 hex digits) of the resolved case as canonical JSON: equal cases, equal hash."""
+    text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def _coupling(model: Model, c: Coupling) -> None:

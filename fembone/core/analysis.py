@@ -7,6 +7,7 @@ error it measured.  Units: mm, N, MPa.
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Callable
@@ -26,7 +27,12 @@ EQUILIBRIUM_TOL = 1e-8
 #: model.meta keys reported in summary.json's provenance block rather than under meta
 PROVENANCE_META = ("case_hash", "resolved_case")
 
+#: from this many DOFs on, the start of each stage is logged at INFO (shown by default on
+#: the command line); below it at DEBUG (``-v``), so small runs print what they always did
+LONG_DOFS = 100_000
+
 Progress = Callable[[str, float, str], None]
+log = logging.getLogger("fembone.analysis")
 
 
 def _quiet(stage: str, seconds: float, detail: str) -> None:
@@ -89,6 +95,20 @@ class Result:
     linear_solver: Solver | None = None  # the set-up solver, reusable by the next similar model
     started: float = 0.0  # time.perf_counter() when solve() began (for the wall time in provenance)
 
+    def to_meshio(self, loadcase: str):
+        """The mesh with one load case's fields (displacement mm, stress MPa, strain) as a ``meshio.Mesh``."""
+        from fembone.core.fieldmesh import loadcase_mesh
+
+        if loadcase not in self.loadcases:
+            raise KeyError(f"no load case '{loadcase}' (load cases: {', '.join(self.loadcases)})")
+        return loadcase_mesh(self, self.loadcases[loadcase])
+
+    def to_pyvista(self, loadcase: str):
+        """The same as :meth:`to_meshio`, as a ``pyvista.UnstructuredGrid`` ready to plot."""
+        import pyvista as pv
+
+        return pv.from_meshio(self.to_meshio(loadcase))
+
     def summary(self) -> dict:
         m = self.model
         return {
@@ -150,7 +170,9 @@ def solve(
     progress = progress or _quiet
     timings: dict[str, float] = {}
     mesh = model.mesh
+    level = logging.INFO if model.n_dofs >= LONG_DOFS else logging.DEBUG
 
+    log.log(level, "assembling %s: %s DOFs, %s elements", model.name, f"{model.n_dofs:,}", f"{mesh.n_elements:,}")
     t = time.perf_counter()
     assembler, K = assemble(model, assembler)
     timings["assemble"] = time.perf_counter() - t
@@ -172,16 +194,19 @@ def solve(
         solver = wanted
     for k, v in model.solver_options.items():
         setattr(solver, k, v)
+    log.log(level, "setting up solver %s (%s)", solver.name, _SETUP_WORDS.get(solver.name, "factorisation"))
     solver.setup(Kq, near_nullspace=B)
     timings["factorise"] = time.perf_counter() - t
     progress("factorise", timings["factorise"], f"solver {solver.name}")
 
+    log.log(level, "solving %d load case(s) with %s", len(names), solver.name)
     t = time.perf_counter()
     Q = solver.solve(Fq)
     U = red.expand(Q.reshape(len(Fq), -1))
     timings["solve"] = time.perf_counter() - t
     progress("solve", timings["solve"], f"{len(names)} load case(s), residual {solver.info.get('residual', 0):.1e}")
 
+    log.log(level, "post-processing %d load case(s)%s", len(names), "" if nodal else " (no nodal recovery)")
     t = time.perf_counter()
     results = {}
     for k, name in enumerate(names):
@@ -192,6 +217,9 @@ def solve(
     out.linear_solver = solver
     out.started = started
     return out
+
+
+_SETUP_WORDS = {"amg": "AMG hierarchy", "pardiso": "ordering and factorisation", "superlu": "factorisation"}
 
 
 def _all_points(model: Model) -> np.ndarray:
