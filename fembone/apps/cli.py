@@ -1,21 +1,41 @@
-"""Command line: ``fembone run | verify | mesh | compare | ...``.
+"""Command line: ``fembone run | verify | mesh | compare | export | ...`` (also ``python -m fembone``).
 
-Input problems end with one line ``fembone: error: <what, where>`` and exit status 2;
-never a traceback.  Progress goes to stderr, one line per stage with its time.
+Exit status:
+
+* 0 - done;
+* 1 - done, but some checks or study cases failed (``verify``, ``study``);
+* 2 - input error: a bad case file, mesh, option, or an output path that cannot be
+  written; one line ``fembone: error: <what, where>``, never a traceback;
+* 3 - solver failure: the linear solve failed (singular system, no convergence) or ran out
+  of memory; one line ``fembone: solver error: ...``;
+* 130 - interrupted.
+
+Progress goes to stderr through the standard :mod:`logging` module (loggers under
+``fembone``): one line per stage with its time, a line when a long stage starts and CG
+progress every few seconds.  ``-v`` shows more (DEBUG), ``-q`` only warnings, and
+``--log-level`` sets the level by name; results and tables go to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 from fembone.core.version import __version__
-from fembone.core.errors import FemboneError
+from fembone.core.errors import FemboneError, InputError, SolverError
+
+#: exit statuses (see the module docstring)
+EXIT_OK, EXIT_FAILED_CHECKS, EXIT_INPUT, EXIT_SOLVER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+log = logging.getLogger("fembone")
 
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
 
@@ -31,7 +51,8 @@ def command(name: str, help: str, configure: Callable | None = None):
 
 
 class StageLog:
-    """Prints '[fembone] stage ....... 1.23 s  detail' lines to stderr."""
+    """Prints '[fembone] stage ....... 1.23 s  detail' lines to stderr (at the INFO level: a
+    ``--log-level`` above INFO silences them as ``quiet`` does)."""
 
     def __init__(self, stream=None, quiet: bool = False):
         self.stream = stream or sys.stderr
@@ -39,8 +60,68 @@ class StageLog:
         self.t0 = time.perf_counter()
 
     def __call__(self, stage: str, seconds: float, detail: str = "") -> None:
-        if not self.quiet:
-            print(f"[fembone] {stage:<13s}{seconds:8.2f} s  {detail}", file=self.stream, flush=True)
+        if self.quiet or (log.level != logging.NOTSET and log.level > logging.INFO):
+            return
+        print(f"[fembone] {stage:<13s}{seconds:8.2f} s  {detail}", file=self.stream, flush=True)
+
+
+class _Format(logging.Formatter):
+    """'[fembone] message' for progress, 'fembone: warning: message' for warnings."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            return f"fembone: error: {msg}"
+        if record.levelno >= logging.WARNING:
+            return f"fembone: warning: {msg}"
+        return f"[fembone] {msg}"
+
+
+_handler: logging.Handler | None = None
+
+
+def configure_logging(level: str | int | None = None, verbose: int = 0, quiet: bool = False, stream=None) -> int:
+    """Send the ``fembone`` loggers to ``stream`` (stderr) at ``level`` (a name or number);
+    without one: INFO, DEBUG with ``verbose``, WARNING with ``quiet``.  Returns the level."""
+    global _handler
+    if level is None:
+        level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    elif isinstance(level, str):
+        level = logging.getLevelName(level.upper())
+    if _handler is not None:
+        log.removeHandler(_handler)
+    _handler = logging.StreamHandler(stream or sys.stderr)
+    _handler.setFormatter(_Format())
+    log.addHandler(_handler)
+    log.setLevel(level)
+    return level
+
+
+def check_writable(path: str | Path, option: str = "--out") -> None:
+    """One :class:`InputError` line unless folder ``path`` exists and is writable or could be
+    created (its nearest existing parent is a writable folder); creates nothing."""
+    path = Path(path).absolute()
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"cannot write to '{path}' ('{probe}' is not a folder)", option)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write to '{path}' (no write permission in '{probe}')", option)
+
+
+def writable_dir(path: str | Path, option: str = "--out") -> Path:
+    """``path`` as a folder that exists and can be written (created if needed), else one
+    :class:`InputError` line naming it; checked before any long computation."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".fembone-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"cannot write to '{path}' ({exc.strerror or exc})", option) from None
+    return path
 
 
 def _parse_set(values: list[str]) -> dict:
@@ -71,21 +152,28 @@ def cmd_run(args) -> int:
     from fembone.cases import load_case
     from fembone.core.output import write_results
 
-    log = StageLog(quiet=args.quiet)
+    stage = StageLog(quiet=args.quiet)
     overrides = _parse_set(args.set)
     if args.solver:
         overrides["solver"] = args.solver
+    if args.out:
+        check_writable(args.out)  # fail now, not after meshing and solving
     t = time.perf_counter()
+    log.debug("reading case %s", args.case)
     model = load_case(args.case, overrides)
     m = model.mesh
-    log("mesh", time.perf_counter() - t, f"{m.n_nodes:,} nodes, {m.n_elements:,} {'tet4' if m.order == 1 else 'tet10'} ({Path(m.source).name})")
-    result = solve(model, progress=log)
-    out = Path(args.out) if args.out else Path("results") / model.name
+    stage("mesh", time.perf_counter() - t, f"{m.n_nodes:,} nodes, {m.n_elements:,} {'tet4' if m.order == 1 else 'tet10'} ({Path(m.source).name})")
+    out = writable_dir(args.out if args.out else Path("results") / model.name)
+    result = solve(model, progress=stage)
     t = time.perf_counter()
-    summary = write_results(result, out, vtu=not args.no_vtu)
+    log.debug("writing results to %s", out)
+    try:
+        summary = write_results(result, out, vtu=not args.no_vtu)
+    except OSError as exc:
+        raise InputError(f"cannot write results to '{out}' ({exc.strerror or exc})", "--out") from None
     if not args.no_png and not args.no_vtu:
-        _previews(result, out, log)
-    log("write", time.perf_counter() - t, str(out))
+        _previews(result, out, stage)
+    stage("write", time.perf_counter() - t, str(out))
     if not args.quiet:
         print_summary(summary)
     return 0
@@ -93,7 +181,7 @@ def cmd_run(args) -> int:
 
 
 
-def _previews(result, out: Path, log) -> None:
+def _previews(result, out: Path, stage) -> None:
     try:
         from fembone.apps import viz
     except ImportError:
@@ -101,7 +189,7 @@ def _previews(result, out: Path, log) -> None:
     try:
         viz.write_previews(result, out)
     except Exception as exc:  # a missing display or GL stack must not lose the results
-        log("preview", 0.0, f"skipped ({type(exc).__name__}: {exc})")
+        stage("preview", 0.0, f"skipped ({type(exc).__name__}: {exc})")
 
 
 def print_summary(summary: dict, stream=None) -> None:
@@ -146,16 +234,29 @@ def _load_plugins() -> None:
                 raise
 
 
+def _logging_options(p: argparse.ArgumentParser, defaults: bool) -> None:
+    """``-v`` and ``--log-level`` (before or after the command: the sub-parsers' copies have
+    no defaults, so they never overwrite what was given before the command)."""
+    kw = {} if defaults else {"default": argparse.SUPPRESS}
+    p.add_argument("-v", "--verbose", action="count", help="more progress detail (DEBUG level)",
+                   **({"default": 0} if defaults else kw))
+    p.add_argument("--log-level", type=str.upper, choices=LEVELS, metavar="LEVEL",
+                   help="logging level: DEBUG, INFO (default), WARNING, ERROR", **({"default": None} if defaults else kw))
+
+
 def build_parser() -> argparse.ArgumentParser:
     _load_plugins()
     parser = argparse.ArgumentParser(
-        prog="fembone", description="Finite-element biomechanics of vertebral stabilisation (units: mm, N, MPa)."
+        prog="fembone", description="Finite-element biomechanics of vertebral stabilisation (units: mm, N, MPa).",
+        epilog="exit status: 0 done, 1 checks or study cases failed, 2 input error, 3 solver failure, 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"fembone {__version__}")
+    _logging_options(parser, defaults=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (fn, configure, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         configure(p)
+        _logging_options(p, defaults=False)
         p.set_defaults(func=fn)
     return parser
 
@@ -166,19 +267,27 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    configure_logging(args.log_level, args.verbose, quiet=getattr(args, "quiet", False))
     warnings.filterwarnings("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"fembone: warning: {msg}\n"
     try:
         return int(args.func(args) or 0)
+    except SolverError as exc:
+        print(f"fembone: solver error: {exc}", file=sys.stderr)
+        return EXIT_SOLVER
     except FemboneError as exc:
         print(f"fembone: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     except KeyboardInterrupt:
         print("fembone: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except MemoryError:
-        print("fembone: error: out of memory (try solver: amg or a coarser mesh)", file=sys.stderr)
-        return 3
+        print("fembone: solver error: out of memory (try solver: amg or a coarser mesh)", file=sys.stderr)
+        return EXIT_SOLVER
+    except OSError as exc:  # a file that cannot be read or written, wherever it was opened
+        where = f"'{exc.filename}' " if exc.filename else ""
+        print(f"fembone: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INPUT
 
 
 if __name__ == "__main__":  # pragma: no cover

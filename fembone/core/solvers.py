@@ -323,6 +323,41 @@ class Pardiso(Solver):
             pass
 
 
+#: seconds between two CG progress lines (INFO on the ``fembone.solvers`` logger)
+PROGRESS_S = 5.0
+
+
+class CGProgress:
+    """Logs CG progress at most every :data:`PROGRESS_S` seconds: iteration, relative residual
+    and the time left, extrapolated from the mean convergence rate so far
+    (log r_k ~ log r_0 + k log rho) and the mean time per iteration."""
+
+    def __init__(self, rtol: float, label: str = "CG"):
+        self.rtol = rtol
+        self.label = label
+        self.t0 = self.last = time.perf_counter()
+        self.res0: float | None = None
+
+    def __call__(self, it: int, res: float) -> None:
+        if self.res0 is None:
+            self.res0 = res
+        now = time.perf_counter()
+        if now - self.last < PROGRESS_S or it == 0:
+            return
+        self.last = now
+        elapsed = now - self.t0
+        log.info("%s iteration %d, relative residual %.2e (target %.0e), %s", self.label, it, res, self.rtol,
+                 _eta(self.res0, res, self.rtol, it, elapsed))
+
+
+def _eta(res0: float, res: float, rtol: float, it: int, elapsed: float) -> str:
+    if not (0 < res < res0 and res > rtol):
+        return "estimate pending"
+    rate = np.log(res / res0) / it  # mean log-reduction per iteration (< 0)
+    left = np.log(rtol / res) / rate
+    return f"about {left * elapsed / it:.0f} s left ({left:.0f} more iterations)"
+
+
 def _block_pcg(A, B: np.ndarray, M, rtol: float, maxiter: int) -> tuple[np.ndarray, list[int]]:
     """Independent preconditioned CG runs on the columns of B, advanced together.
 
@@ -337,11 +372,14 @@ def _block_pcg(A, B: np.ndarray, M, rtol: float, maxiter: int) -> tuple[np.ndarr
     P = Z.copy()
     rz = np.einsum("ij,ij->j", R, Z)
     iters = np.zeros(B.shape[1], int)
-    for _ in range(maxiter):
-        active = np.linalg.norm(R, axis=0) > rtol * np.where(nb > 0, nb, 1.0)
-        active &= nb > 0
+    report = CGProgress(rtol, "refinement CG")
+    scale = np.where(nb > 0, nb, 1.0)
+    for k in range(maxiter):
+        rel = np.linalg.norm(R, axis=0) / scale
+        active = (rel > rtol) & (nb > 0)
         if not active.any():
             break
+        report(k, float(rel[active].max()))
         iters += active
         AP = A @ P
         pap = np.einsum("ij,ij->j", P, AP)
@@ -361,7 +399,7 @@ def _block_pcg(A, B: np.ndarray, M, rtol: float, maxiter: int) -> tuple[np.ndarr
     return X, iters.tolist()
 
 
-def _pcg(A, b, M, x0, rtol, maxiter) -> tuple[np.ndarray, int]:
+def _pcg(A, b, M, x0, rtol, maxiter, label: str = "CG") -> tuple[np.ndarray, int]:
     """Preconditioned conjugate gradients (Hestenes & Stiefel 1952), stop at ||r|| <= rtol ||b||."""
     x = x0.copy()
     r = b - A @ x
@@ -371,9 +409,12 @@ def _pcg(A, b, M, x0, rtol, maxiter) -> tuple[np.ndarray, int]:
     z = M @ r
     p = z.copy()
     rz = r @ z
+    report = CGProgress(rtol, label)
     for it in range(1, maxiter + 1):
-        if np.linalg.norm(r) <= rtol * nb:
+        nr = np.linalg.norm(r)
+        if nr <= rtol * nb:
             return x, it - 1
+        report(it - 1, float(nr / nb))
         Ap = A @ p
         alpha = rz / (p @ Ap)
         x += alpha * p
@@ -478,7 +519,8 @@ class AMG(Solver):
         out = np.empty_like(cols)
         iters = []
         for k in range(cols.shape[1]):
-            out[:, k], it = _pcg(self.K, cols[:, k], self.M, np.zeros(len(b)), self.rtol, self.maxiter)
+            label = f"AMG-CG (load case {k + 1}/{cols.shape[1]})" if cols.shape[1] > 1 else "AMG-CG"
+            out[:, k], it = _pcg(self.K, cols[:, k], self.M, np.zeros(len(b)), self.rtol, self.maxiter, label)
             iters.append(it)
         self.info["iterations"] = iters
         self.info["residual"] = self._residual(self.K, out, cols)

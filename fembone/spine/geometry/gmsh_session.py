@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from fembone.core.errors import InputError
 
 _GMSH_LOCK = threading.Lock()  # gmsh is not thread-safe
+log = logging.getLogger("fembone.geometry")
 
 
 @contextlib.contextmanager
@@ -22,6 +24,8 @@ def gmsh_model(prefix: str, verbose: bool = False) -> Iterator:
     """
     with _GMSH_LOCK:
         gmsh = import_gmsh()
+        log.info("meshing %s with gmsh %s", prefix.replace("_", " "), getattr(gmsh, "__version__", ""))
+        started = time.perf_counter()
         owns = not gmsh.isInitialized()
         if owns:
             gmsh.initialize(interruptible=False)
@@ -32,6 +36,7 @@ def gmsh_model(prefix: str, verbose: bool = False) -> Iterator:
             gmsh.model.add(model)
             yield gmsh
         finally:
+            log.debug("gmsh %s done in %.1f s", prefix, time.perf_counter() - started)
             if owns:
                 gmsh.finalize()
             else:
