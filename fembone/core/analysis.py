@@ -186,7 +186,13 @@ def solve(
     )
     names = list(model.loads)
     F = np.column_stack([model.loads[n] for n in names])
-    Kq, Fq = reduce_system(K, red, F)
+    if model.prescribed:  # displacement-controlled load cases: their own offsets g
+        G = np.column_stack([red.offset(*model.prescribed[n]) if n in model.prescribed else red.g for n in names])
+        Kq = reduce_system(K, red)
+        Fq = red.T.T @ (F - K @ G)
+    else:
+        G = None
+        Kq, Fq = reduce_system(K, red, F)
     B = model.layout.rigid_modes(mesh.points, scale=float(np.ptp(mesh.points, axis=0).max()))
     B[red.dependent] = 0.0
     wanted = choose_solver(model.n_dofs, model.solver, n_rhs=len(names))
@@ -202,7 +208,7 @@ def solve(
     log.log(level, "solving %d load case(s) with %s", len(names), solver.name)
     t = time.perf_counter()
     Q = solver.solve(Fq)
-    U = red.expand(Q.reshape(len(Fq), -1))
+    U = red.expand(Q.reshape(len(Fq), -1)) if G is None else red.T @ Q.reshape(len(Fq), -1) + G
     timings["solve"] = time.perf_counter() - t
     progress("solve", timings["solve"], f"{len(names)} load case(s), residual {solver.info.get('residual', 0):.1e}")
 

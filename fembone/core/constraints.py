@@ -113,6 +113,28 @@ class Reduction:
 
     #: True when T only drops DOFs (no ties): the reduction is then a cheap masking
     is_selection: bool = True
+    #: one-level tie matrix (slave rows only), to carry other prescribed values through ties
+    T0: sp.csr_matrix | None = None
+
+    def offset(self, dofs: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """g for other values of prescribed DOFs (e.g. one load case's platen displacement, mm).
+
+        g is affine in the prescribed values: the change d at ``dofs`` is carried to the DOFs
+        tied to them, level by level (g' = g + d + T0 d + T0 T0 d + ...).
+        """
+        dofs = np.asarray(dofs, np.int64).ravel()
+        if not self.fixed[dofs].all():
+            raise ModelError(f"DOF {int(dofs[~self.fixed[dofs]][0])} is not prescribed: give it a support first")
+        d = np.zeros(self.n_dofs)
+        d[dofs] = np.asarray(values, float) - self.g[dofs]
+        out = d.copy()
+        if self.T0 is not None:
+            for _ in range(10):
+                nxt = self.T0 @ out + d
+                if np.array_equal(nxt, out):
+                    break
+                out = nxt
+        return self.g + out
 
 
 class ConstraintSet:
@@ -256,6 +278,7 @@ class ConstraintSet:
         T.sum_duplicates()
         red = Reduction(T.tocsr(), g, dep, fixed)
         red.is_selection = selection
+        red.T0 = None if selection else T0.tocsr()
         if not selection:
             # the same ties with supported DOFs kept as unknowns: its transpose carries constraint
             # forces of ties onto the supports they lean on (reactions = R^T (K u - f) there)

@@ -51,6 +51,9 @@ class Model:
     layout: DofLayout
     constraints: ConstraintSet
     loads: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n_dofs,) N, N mm
+    #: per-load-case values of prescribed DOFs (displacement control): name -> (dofs, values mm/rad);
+    #: the DOFs must be fixed in ``constraints``; other load cases keep the values given there
+    prescribed: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     probes: list[Probe] = field(default_factory=list)
     points: dict[str, ReferencePoint] = field(default_factory=dict)
     solver: str | None = None

@@ -291,3 +291,31 @@ def test_solve_refuses_an_under_constrained_model(box_file):
     model = _model(box_file, [{"where": {"set": "zmin"}, "fix": ["z"]}], [{"where": {"set": "zmax"}, "force": [0, 0, -1]}])
     with pytest.raises(ModelError, match="translation x, translation y, rotation about z"):
         solve(model)
+
+
+def test_per_loadcase_prescribed_platen_displacement(box_file):
+    """Displacement control per load case: a column (E 1000 MPa, nu 0, 1 x 1 x 2 mm) squeezed by a
+    rigid platen whose uz is prescribed per load case (base on rollers): uniform strain d / L and
+    strain energy E A d^2 / (2 L) exactly; another load case keeps the platen's base value 0."""
+    cons = [
+        {"where": {"plane": {"z": 0.0}}, "fix": ["z"]},
+        {"where": {"box": {"min": [0, 0, 0], "max": [0, 0, 0]}}, "fix": ["x", "y"]},
+        {"where": {"box": {"min": [1, 0, 0], "max": [1, 0, 0]}}, "fix": ["y"]},
+        {"coupling": "rigid", "where": {"plane": {"z": H}}, "point": "platen", "at": [0.5, 0.5, H]},
+        {"point": "platen", "fix": ["x", "y", "z", "rx", "ry", "rz"]},
+    ]
+    model = _model(box_file, cons, [{"point": "platen", "force": [0, 0, 0]}], nu=0.0)
+    model.loads["squeeze"] = np.zeros(model.n_dofs)
+    dofs = model.layout.extra_dofs(model.points["platen"].index)[0]
+    model.prescribed["squeeze"] = (dofs[2:3], np.array([-0.02]))
+    res = solve(model)
+    assert np.allclose(res.loadcases["lc"].u, 0.0, atol=1e-12)  # the other load case keeps value 0
+    lc = res.loadcases["squeeze"]
+    top = np.flatnonzero(np.isclose(model.mesh.points[:, 2], H))
+    uz_top = lc.u[3 * top + 2]
+    expected = 1000.0 * 1.0 * 0.02 / H  # E A |d| / L (N)
+    assert np.allclose(uz_top, -0.02, atol=1e-12), f"top uz {uz_top.min()}..{uz_top.max()}, expected -0.02"
+    mid = np.flatnonzero(np.isclose(model.mesh.points[:, 2], H / 2))
+    assert np.allclose(lc.u[3 * mid + 2], -0.01, atol=1e-10)
+    energy = 0.5 * expected * 0.02  # strain energy (N mm) = F d / 2
+    assert abs(lc.strain_energy - energy) < 1e-9 * energy, f"strain energy {lc.strain_energy} N mm, expected {energy}"
