@@ -223,10 +223,10 @@ def cmd_verify(args) -> int:
 
 
 def _load_plugins() -> None:
-    """Import modules that register more commands (mesh, compare, study, view)."""
+    """Import modules that register more commands (mesh, compare, study, view, export)."""
     import importlib
 
-    for mod in ("fembone.apps.cli_vertebra", "fembone.apps.study_cli", "fembone.apps.viz_cli"):
+    for mod in ("fembone.apps.cli_vertebra", "fembone.apps.study_cli", "fembone.apps.viz_cli", "fembone.apps.export"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         print("fembone: solver error: out of memory (try solver: amg or a coarser mesh)", file=sys.stderr)
         return EXIT_SOLVER
     except OSError as exc:  # a file that cannot be read or written, wherever it was opened
-        where = f"'{exc.filename}' " if exc.filename else ""
+        where = f"'{exc.filename}': " if exc.filename else ""
         print(f"fembone: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_INPUT
 

@@ -18,8 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-import numpy as np
-
 from fembone.core.analysis import LoadCaseResult, Result
 from fembone.core.fieldmesh import loadcase_mesh  # noqa: F401  (re-exported: fembone.apps.viz uses it)
 from fembone.core.version import environment, peak_memory_mib
