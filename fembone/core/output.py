@@ -56,15 +56,16 @@ def provenance(result: Result) -> dict:
     from fembone.core.analysis import _jsonable
 
     info = result.solver_info
-    names = list(result.loadcases)
+    solved = list(result.model.loads)  # the solver's columns, companions (not reported) included
     iters = info.get("iterations")
     residuals = info.get("residuals")
     per_case = {}
-    for k, name in enumerate(names):
+    for name in result.loadcases:
+        k = solved.index(name) if name in solved else -1
         entry = {}
-        if isinstance(iters, list | tuple) and len(iters) == len(names):
+        if k >= 0 and isinstance(iters, list | tuple) and len(iters) == len(solved):
             entry["iterations"] = int(iters[k])
-        if isinstance(residuals, list | tuple) and len(residuals) == len(names):
+        if k >= 0 and isinstance(residuals, list | tuple) and len(residuals) == len(solved):
             entry["residual"] = float(residuals[k])
         per_case[name] = entry
     wall = time.perf_counter() - result.started if result.started else sum(result.timings.values())

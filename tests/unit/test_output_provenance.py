@@ -120,3 +120,19 @@ def test_pvd_groups_the_load_case_files(case_file, tmp_path):
     mesh = reader.read()[0]
     u = np.asarray(mesh.point_data["displacement"])
     np.testing.assert_allclose(u, result.loadcases["pull"].displacement, rtol=0, atol=1e-12)
+
+
+def test_companion_load_cases_keep_the_solver_columns_aligned(case_file, tmp_path):
+    """A load case solved but not reported (a companion) must not shift the per-case numbers."""
+    from fembone.cases import load_case
+    from fembone.core.analysis import solve
+    from fembone.core.output import provenance
+
+    model = load_case(case_file("amg"))
+    model.loads = {"pull": model.loads["pull"], "bend": model.loads["bend"]}  # bend is solver column 1
+    model.companions = {"pull"}
+    result = solve(model)
+    prov = provenance(result)
+    assert set(prov["loadcases"]) == set(result.loadcases)
+    it, res = result.solver_info["iterations"], result.solver_info["residuals"]
+    assert prov["loadcases"]["bend"] == {"iterations": it[1], "residual": res[1]}
