@@ -82,6 +82,8 @@ def _build(spec: CaseSpec, ctx: BuildContext) -> Model:
         model.solver_options["rtol"] = spec.solver.rtol
     if spec.solver.precision is not None:
         model.solver_options["precision"] = spec.solver.precision
+    for e, s in active:
+        e.finish(s, ctx)
     model.meta.update(ctx.meta)
     model.meta["source"] = spec.source
     model.meta["resolved_case"] = spec.resolved

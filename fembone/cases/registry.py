@@ -44,7 +44,8 @@ class Extension:
     :meth:`parse_load` one load entry.  Building, in this order: :meth:`mesh` (make the
     mesh when the case has no ``mesh`` key), :meth:`materials` (materials and per-element
     ids instead of ``materials``/``assign``), :meth:`build` (regions, supports, screws ...,
-    before generic constraints), :meth:`load` (one parsed load entry -> force vector).
+    before generic constraints), :meth:`load` (one parsed load entry -> force vector),
+    :meth:`finish` (after all load cases).
     """
 
     name: str = ""
@@ -78,6 +79,10 @@ class Extension:
 
     def load(self, spec: Any, entry: Any, ctx: BuildContext) -> np.ndarray:
         raise NotImplementedError
+
+    def finish(self, spec: Any, ctx: BuildContext) -> None:
+        """Last step, after load cases and probes (e.g. add companion load cases)."""
+        return None
 
 
 #: registered extensions, in registration order

@@ -54,7 +54,11 @@ class LoadCaseResult:
     strain_energy: float  # N mm
     probes: dict[str, float] = field(default_factory=dict)
     points: dict[str, list[float]] = field(default_factory=dict)  # reference point motions
+    #: reactions (N, N mm) on the prescribed DOFs of each reference point (zero where free)
+    point_reactions: dict[str, list[float]] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    #: every load case's full displacement vector, for postprocessors that superpose load cases
+    solutions: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def displacement(self) -> np.ndarray:
@@ -216,7 +220,9 @@ def solve(
     t = time.perf_counter()
     results = {}
     for k, name in enumerate(names):
-        results[name] = postprocess(model, assembler.geometry, K, red, U[:, k], F[:, k], name, nodal=nodal)
+        results[name] = postprocess(model, assembler.geometry, K, red, U[:, k], F[:, k], name, nodal=nodal,
+                                    solutions={n: U[:, j] for j, n in enumerate(names)})
+    results = {n: r for n, r in results.items() if n not in model.companions}
     timings["postprocess"] = time.perf_counter() - t
     progress("post-process", timings["postprocess"], "")
     out = Result(model, assembler.geometry, K, red, results, solver.name, dict(solver.info), timings)
@@ -261,7 +267,7 @@ def force_resultants(model: Model, v: np.ndarray, mask: np.ndarray | None = None
 
 def postprocess(
     model: Model, geom: ElementGeometry, K: sp.csr_matrix, red: Reduction, u: np.ndarray, f: np.ndarray, name: str,
-    nodal: bool = True,
+    nodal: bool = True, solutions: dict[str, np.ndarray] | None = None,
 ) -> LoadCaseResult:
     mesh = model.mesh
     un = u[: 3 * mesh.n_nodes].reshape(-1, 3)
@@ -287,10 +293,13 @@ def postprocess(
     for p in model.probes:
         res.probes[p.name] = evaluate_probe(model, geom, fields, p)
     for pname, rp in model.points.items():
-        d = u[model.layout.extra_dofs(rp.index)[0]]
-        res.points[pname] = [float(x) for x in d]
+        dofs = model.layout.extra_dofs(rp.index)[0]
+        res.points[pname] = [float(x) for x in u[dofs]]
+        res.point_reactions[pname] = [float(x) for x in np.where(red.fixed[dofs], r[dofs], 0.0)]
+    res.solutions = solutions or {name: u}
     for post in model.postprocessors:
         res.extra.update(post(model, geom, res))
+    res.solutions = {}
     return res
 
 

@@ -83,6 +83,31 @@ class Mesh:
         return self._boundary
 
 
+def remove_elements(mesh: Mesh, drop: np.ndarray, hole: str | None = None) -> Mesh:
+    """The mesh without the elements ``drop`` (e.g. a void), nodes renumbered, sets kept.
+
+    Element sets lose the dropped ids (empty sets vanish); facet sets lose faces whose nodes
+    are gone.  With ``hole``, the faces the dropped elements shared with kept ones become the
+    facet set of that name (the hole's surface, oriented out of the remaining body).
+    """
+    drop = np.unique(np.asarray(drop, np.int64))
+    keep = np.ones(mesh.n_elements, bool)
+    keep[drop] = False
+    new_id = np.full(mesh.n_elements, -1, np.int64)
+    new_id[keep] = np.arange(keep.sum())
+    sets = {n: new_id[ids][new_id[ids] >= 0] for n, ids in mesh.cell_sets.items()}
+    facets = dict(mesh.facet_sets)
+    if hole is not None and len(drop):
+        kept_faces, _ = _boundary_faces(mesh.cells[keep])
+        all_faces, _ = _boundary_faces(mesh.cells)
+        nn = mesh.n_nodes
+        outer = face_keys(np.sort(all_faces[:, :3], axis=1), nn)
+        k = face_keys(np.sort(kept_faces[:, :3], axis=1), nn)
+        facets[hole] = kept_faces[~np.isin(k, outer)]
+    points, cells, facets = _compact(mesh.points, mesh.cells[keep], facets)
+    return Mesh(points, cells, {n: s for n, s in sets.items() if len(s)}, facets, mesh.source)
+
+
 def tet_volumes(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """Signed volume of each tetrahedron from its 4 corners: det[x1-x0, x2-x0, x3-x0] / 6."""
     x = points[cells[:, :4]]

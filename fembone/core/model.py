@@ -54,6 +54,9 @@ class Model:
     #: per-load-case values of prescribed DOFs (displacement control): name -> (dofs, values mm/rad);
     #: the DOFs must be fixed in ``constraints``; other load cases keep the values given there
     prescribed: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: load cases solved alongside the others but not reported (e.g. a preload alone, which a
+    #: postprocessor superposes with the load case it belongs to: ``LoadCaseResult.solutions``)
+    companions: set[str] = field(default_factory=set)
     probes: list[Probe] = field(default_factory=list)
     points: dict[str, ReferencePoint] = field(default_factory=dict)
     solver: str | None = None

@@ -1,6 +1,8 @@
-"""Vertebra models: lesions, cement, load presets and risk metrics behave as physics demands.
+"""Vertebra models on the volume-fraction path with endplate supports (fembone 0.1's model):
+lesions, cement, load presets and risk metrics behave as physics demands.
 
-A coarse generated L1 (tet4, size 4 mm) keeps each solve to about a second.
+A coarse generated L1 (tet4, size 4 mm) keeps each solve to about a second.  Conforming
+regions and the in_vitro / discs set-ups are tested in test_vertebra_setups.py.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ def cache(tmp_path_factory):
 def case(**extra) -> dict:
     c = {
         "name": "t",
-        "vertebra": {"level": "L1", "mesh_size": 4.0, "order": 1},
+        "vertebra": {"level": "L1", "mesh_size": 4.0, "order": 1, "regions": "fraction"},
         "materials": {"preset": "normal"},
+        "boundary": {"setup": "endplates"},
         "loadcases": {"standing": [{"preset": "compression", "force": 800}]},
     }
     c.update(extra)
