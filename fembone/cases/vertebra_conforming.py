@@ -119,6 +119,16 @@ def _cement(plan: RegionPlan, cem, k: int, tp, tw, in_lesion, lesion_volume, por
         if np.any(t < lo) or np.any(t > hi):
             raise InputError(f"needle tip {np.round(t, 2).tolist()} lies outside the vertebral body",
                              f"{cem.path}.tips[{j}]" if cem.access == "tips" else f"{cem.path}.access")
+    if cem.ellipsoid is not None:  # an explicit interdigitated region: it holds porosity x its bone volume
+        center, radii = cem.ellipsoid
+        inside = ellipsoid(center, radii)(tp)
+        held = porosity * float(tw[inside & ~in_lesion].sum()) + float(tw[inside & in_lesion].sum())
+        if held <= 0:
+            raise InputError(f"cement ellipsoid at {np.round(center, 1).tolist()} holds no trabecular bone", f"{cem.path}.ellipsoid")
+        plan.inclusions.append(Inclusion(f"cement{k}", tuple(center), tuple(radii)))
+        return {"volume_ml": held / 1000.0, "access": "ellipsoid", "technique": "vertebroplasty", "center": list(center),
+                "radii": list(radii), "filled_ml": held / 1000.0, "in_lesion_ml": float(tw[inside & in_lesion].sum()) / 1000.0,
+                "interdigitated_ml": porosity * float(tw[inside & ~in_lesion].sum()) / 1000.0}
     V = cem.volume_ml * 1000.0
     for label, kind in plan.lesion_labels.items():
         if kind == "void" and cem.technique == "vertebroplasty":

@@ -81,6 +81,21 @@ def paint_cement(spec: VertebraSpec, ctx: BuildContext) -> None:
     info = []
     for cem in spec.cement:
         p = cem.path
+        if cem.ellipsoid is not None:  # explicit interdigitated region (lesion parts become bulk PMMA)
+            s = sample_elements(mesh, trab)
+            inside = fraction_inside(s, ellipsoid(*cem.ellipsoid))
+            les = _lesion_remaining(ctx)[trab]
+            comp, bulk = np.zeros(mesh.n_elements), np.zeros(mesh.n_elements)
+            comp[trab], bulk[trab] = inside * (1 - les), inside * les
+            ctx.fractions["pmma"] = np.minimum(ctx.fractions.get("pmma", 0.0) + bulk, 1.0)
+            ctx.fractions["cement_bone"] = np.minimum(ctx.fractions.get("cement_bone", 0.0) + comp, 1.0)
+            vol = np.abs(mesh.volumes())
+            held = float((phi * comp + bulk) @ vol)
+            info.append({"volume_ml": held / 1000.0, "access": "ellipsoid", "center": list(cem.ellipsoid[0]),
+                         "radii": list(cem.ellipsoid[1]), "filled_ml": held / 1000.0})
+            continue
+        if cem.technique == "kyphoplasty":
+            raise InputError("kyphoplasty needs conforming regions on a generated vertebra", f"{p}.technique")
         tips = np.array(cem.tips)
         for k, t in enumerate(tips):
             if np.any(t < lo) or np.any(t > hi):
