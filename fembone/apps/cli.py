@@ -220,6 +220,24 @@ def cmd_verify(args) -> int:
     return 0 if all(r["ok"] for r in rows) else 1
 
 
+def _validate_configure(p):
+    p.add_argument("--full", action="store_true", help="converged meshes (L1, 2 mm, tet10) instead of the coarse ones")
+    p.add_argument("--only", action="append", metavar="EXPERIMENT", help="run only this experiment (repeatable)")
+    p.add_argument("--out", help="write validation.json and validation.csv into this folder")
+
+
+@command("validate", "reproduce published experiments; print computed vs published with sources", _validate_configure)
+def cmd_validate(args) -> int:
+    from fembone.apps.validate import EXPERIMENTS, format_table, main_progress, run_all, write
+
+    unknown = [n for n in args.only or [] if n not in EXPERIMENTS]
+    if unknown:
+        raise InputError(f"unknown experiment '{unknown[0]}' (known: {', '.join(EXPERIMENTS)})", "--only")
+    rows = run_all(full=args.full, only=args.only, progress=main_progress)
+    print(format_table(rows))
+    if args.out:
+        write(rows, Path(args.out))
+    return 0 if all(r.ok for r in rows) else 1
 
 
 def _load_plugins() -> None:
