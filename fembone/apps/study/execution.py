@@ -242,7 +242,7 @@ def _bar(total: int, initial: int, name: str, enabled: bool, stream):
     if not enabled:
         return None
     try:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm  # a widget in Jupyter notebooks, text on a terminal
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return None
     return tqdm(total=total, initial=initial, desc=name, unit="case", file=stream, dynamic_ncols=True,

@@ -49,6 +49,7 @@ Modules: :mod:`~fembone.apps.verify.exact` (closed forms and problem parameters)
 
 from __future__ import annotations
 
+import logging
 import time
 
 from fembone.apps.verify.consistency import (
@@ -157,16 +158,35 @@ PROBLEMS = {
 }
 
 
+#: what each problem does, for the line logged when it starts
+STARTING = {
+    "patch": "patch tests (tet4/tet10, linear and quadratic fields)",
+    "cantilever": "cantilever: Timoshenko deflection and convergence orders",
+    "lame": "Lame hollow sphere (gmsh octant)",
+    "eshelby": "Eshelby spherical inclusions, soft and stiff (gmsh)",
+    "stiffness": "stiffness symmetry and rigid-body null space",
+    "solvers": "solver agreement",
+}
+log = logging.getLogger("fembone.verify")
+
+
 def run_all(quick: bool = False, problems=None, progress=None) -> list[dict]:
     """Run the verification problems (all, or those named in ``problems``) and return their rows.
 
     ``quick`` uses coarser meshes and skips the clamped-cantilever convergence study.
-    ``progress(name, seconds)`` is called after each problem.
+    A line is logged (INFO on ``fembone.verify``, shown by ``fembone verify``) as each
+    problem starts and when it ends; ``progress(name, seconds)`` is called after each problem.
     """
     rows = []
-    for name in problems or PROBLEMS:
+    names = list(problems or PROBLEMS)
+    for k, name in enumerate(names, 1):
+        log.info("verify %d/%d: %s%s ...", k, len(names), STARTING.get(name, name), " (quick)" if quick else "")
         t = time.perf_counter()
-        rows.extend(PROBLEMS[name](quick=quick))
+        new = PROBLEMS[name](quick=quick)
+        rows.extend(new)
+        dt = time.perf_counter() - t
+        log.info("verify %d/%d: %s done in %.1f s, %d/%d rows ok", k, len(names), name, dt,
+                 sum(bool(r["ok"]) for r in new), len(new))
         if progress is not None:
-            progress(name, time.perf_counter() - t)
+            progress(name, dt)
     return rows
