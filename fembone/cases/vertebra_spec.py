@@ -64,7 +64,7 @@ class VertebraGeometry:
     ``cortex_thickness``: the real cortical shell thickness (mm) that the meshed shell of
     ``shell_thickness`` stands for: the preset cortical modulus is scaled by
     cortex_thickness / shell_thickness so that the shell keeps its measured membrane
-    stiffness E t (0.38 mm: Eswaran et al. 2007, micro-CT of human vertebrae, 0.38 +- 0.06 mm).
+    stiffness E t (0.38 +- 0.06 mm: Eswaran et al. 2007, Comput Methods Appl Mech Eng 196:3025, micro-CT of 13 human vertebrae).
     """
 
     level: str

@@ -25,7 +25,7 @@ def rows(tmp_path_factory):
     return {r.quantity: r for r in out}
 
 
-@pytest.mark.parametrize("experiment", ["costa2020", "kinzl2012", "belkoff2001", "salvatore2018", "tschirhart2006", "verse"])
+@pytest.mark.parametrize("experiment", ["costa2020", "kinzl2012", "belkoff2001", "salvatore2018", "tschirhart2006", "verse", "eswaran2007"])
 def test_computed_within_published_band(rows, experiment):
     mine = [r for r in rows.values() if r.experiment == experiment and r.quantity not in KNOWN_MISSES]
     assert mine, f"no rows for {experiment}"
