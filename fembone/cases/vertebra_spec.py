@@ -24,6 +24,7 @@ from fembone.core import schema as S
 from fembone.core.errors import InputError
 from fembone.core.materials import Isotropic, Material
 from fembone.spine.bone import vertebra_materials
+from fembone.spine.loads import LOAD_PRESET_SOURCES
 from fembone.spine.geometry import vertebra_dims, vertebra_landmarks
 
 #: lesion type -> material name of the vertebra material set
@@ -38,15 +39,14 @@ ACCESS = ("bipedicular", "unipedicular_left", "unipedicular_right")
 #: PMMA potting of vertebral specimens in experiments: E 2500 MPa, nu 0.3, >= 3 mm (field notes)
 POTTING = {"E": 2500.0, "nu": 0.3, "thickness": 3.0}
 
-# Load presets: (kind, default magnitude, direction) with sources.
-#   compression: 500-800 N standing-like axial loads used in vertebral FE (field notes);
-#   lifting: 2000 N, within the 1500-3600 N range reported for lifting (Wilke et al. 1999, Spine 24:755);
-#   pure moments 7.5 N m (Rohlmann et al. 2001, J Biomech 34:1131) with an optional follower
-#   preload (Patwardhan et al. 2003; 280-400 N).
+# Load presets: (kind, default magnitude, direction); magnitudes and their sources are in
+# fembone.spine.loads.LOAD_PRESET_SOURCES (compression 800 N: Tschirhart et al. 2006; lifting
+# 1650 N: Rohlmann et al. 2014, PLoS One 9:e98510, in-vivo telemetry at L1; 7.5 N m moments:
+# Wilke et al. 2017, Pimenta et al. 2012).
 LOAD_PRESETS = {
     "compression": ("force", 800.0, (0.0, 0.0, -1.0)),
     "standing": ("force", 800.0, (0.0, 0.0, -1.0)),
-    "lifting": ("force", 2000.0, (0.0, 0.0, -1.0)),
+    "lifting": ("force", LOAD_PRESET_SOURCES["lifting"]["magnitude"], (0.0, 0.0, -1.0)),
     "flexion": ("moment", 7500.0, (-1.0, 0.0, 0.0)),
     "extension": ("moment", 7500.0, (1.0, 0.0, 0.0)),
     "lateral_bending": ("moment", 7500.0, (0.0, 1.0, 0.0)),
