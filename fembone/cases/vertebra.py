@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from fembone.cases.vertebra_fractions import augment_screw, body_elements, mix_m
 from fembone.cases.vertebra_risk import vertebra_risk
 from fembone.cases.vertebra_setups import TOP, apply_setup
 from fembone.cases.vertebra_spec import PresetLoad, VertebraSpec, is_vertebra, parse_preset_load, parse_vertebra
-from fembone.core.errors import InputError
+from fembone.core.errors import FemboneError, InputError
 from fembone.core.materials import Isotropic
 from fembone.core.mesh import Mesh, remove_elements
 from fembone.spine.bone import DENSITY_LAWS, compacted_rim
@@ -130,8 +131,18 @@ class VertebraExtension(Extension):
             return ctx.read_mesh(out)
         plain = ctx.read_mesh(_generate(g, **({"posterior": False} if not g.posterior else {})))
         plan = plan_regions(spec, plain, spec.material_info["porosity"])
-        inclusions = tuple(plan.inclusions)
-        out = _generate(g, inclusions=inclusions, **options)
+        try:
+            out = _generate(g, inclusions=tuple(plan.inclusions), **options)
+        except FemboneError as exc:
+            if isinstance(exc, InputError) or any(c.technique == "kyphoplasty" for c in spec.cement):
+                raise
+            # a tangency gmsh cannot mesh: the same regions painted as volume fractions still answer
+            warnings.warn(f"conforming regions could not be meshed ({exc}); lesions and cement are painted as "
+                          "volume fractions on the plain mesh instead", stacklevel=2)
+            ctx.meta["vertebra"]["regions"] = "fraction (conforming meshing failed)"
+            out = _generate(g, **options)
+            ctx.meta["vertebra"]["mesh_file"] = str(out)
+            return ctx.read_mesh(out)
         ctx.meta["vertebra"]["mesh_file"] = str(out)
         mesh = ctx.read_mesh(out)
         ctx.plan = plan
