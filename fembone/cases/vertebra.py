@@ -55,25 +55,13 @@ def _require_groups(mesh: Mesh, path: str, posterior: bool = True) -> None:
         )
 
 
-def _generator_version() -> str:
-    """Changes whenever the generator's sources change, so stale cached meshes are not reused."""
-    import fembone.spine.geometry as geometry
-
-    folder = Path(geometry.__file__).parent
-    h = hashlib.sha1()
-    for f in sorted(folder.glob("*.py")):
-        if f.name.startswith(("vertebra", "gmsh_session")):
-            h.update(f.read_bytes())
-    return h.hexdigest()[:12]
-
-
 def _generate(g, **options) -> Path:
     """The generated mesh for geometry ``g`` and generator ``options`` (cached by content)."""
-    from fembone.spine.geometry import generate_vertebra, vertebra_dims
+    from fembone.spine.geometry import generate_vertebra, generator_fingerprint, vertebra_dims
 
     dims = vertebra_dims(g.level)
     key = hashlib.sha1(repr((g.level, g.mesh_size, g.order, g.shell_thickness, dims, sorted(options.items()),
-                             _generator_version())).encode()).hexdigest()[:10]
+                             generator_fingerprint())).encode()).hexdigest()[:10]
     out = cache_dir() / f"{g.level}_s{g.mesh_size:g}_o{g.order}_t{g.shell_thickness:g}_{key}.msh"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
