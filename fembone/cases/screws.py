@@ -7,6 +7,7 @@ Keys (any mesh; generated vertebrae also get a placement helper)::
       - {name: R, entry: [...], direction: [...], length: 40, cannula_diameter: 1.6, augment_ml: 2.0}
       - {placement: bilateral_transpedicular, diameter: 6.5, length_fraction: 0.8}
       - {..., interface_stiffness: 500.0}      # N/mm per mm of screw: a loosened interface
+      - {..., coupling: line}                  # default surface: see fembone.spine.screw_coupling
 
 Units: mm, N, MPa; augmentation cement in mL.
 """
@@ -54,7 +55,7 @@ def parse_screw(spec, path: str, landmarks: dict | None) -> list[Screw]:
     if "placement" in spec:
         return _placement(spec, path, landmarks)
     S.mapping(spec, path, allowed=("name", "entry", "target", "direction", "length", "diameter", "core_diameter",
-                                    "cannula_diameter", "material", "protruding", "augment_ml"), required=("entry",))
+                                    "cannula_diameter", "material", "protruding", "augment_ml", "coupling"), required=("entry",))
     name = S.string(spec.get("name", path), f"{path}.name")
     entry = np.array(S.vector(spec["entry"], f"{path}.entry"))
     if "target" in spec:
@@ -92,6 +93,8 @@ def _make_screw(spec, path, name, entry, tip) -> Screw:
         name, entry, tip, BeamSection(core, cann), props["E"], props["nu"], props["yield"],
         protruding=S.boolean(spec.get("protruding", False), f"{path}.protruding"),
         augment_ml=S.number(spec.get("augment_ml", 0.0), f"{path}.augment_ml", lo=0, hi=10),
+        coupling=S.string(spec.get("coupling", "surface"), f"{path}.coupling", choices=("surface", "line")),
+        thread_diameter=dia,
     )
 
 
@@ -104,7 +107,7 @@ def _placement(spec, path: str, landmarks: dict | None) -> list[Screw]:
     distance from the entry to the anterior cortex (default 0.8).
     """
     S.mapping(spec, path, allowed=("placement", "diameter", "core_diameter", "cannula_diameter", "material",
-                                    "length_fraction", "convergence_deg", "sagittal_deg", "augment_ml", "sides"))
+                                    "length_fraction", "convergence_deg", "sagittal_deg", "augment_ml", "sides", "coupling"))
     S.string(spec["placement"], f"{path}.placement", choices=("bilateral_transpedicular",))
     if landmarks is None:
         raise InputError("placement needs a generated vertebra (its pedicle landmarks); give entry/target for an imported mesh", f"{path}.placement")

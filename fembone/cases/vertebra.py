@@ -31,6 +31,7 @@ from fembone.core.errors import FemboneError, InputError
 from fembone.core.materials import Isotropic
 from fembone.core.mesh import Mesh, remove_elements
 from fembone.spine.bone import DENSITY_LAWS, compacted_rim
+from fembone.spine.screw_coupling import reapply_core_softening
 from fembone.spine.screws import embed, screw_postprocessor
 
 VOLUME_GROUPS = ("cortical_shell", "trabecular", "posterior_elements")
@@ -186,6 +187,7 @@ class VertebraExtension(Extension):
             _screws(spec, ctx)
         if spec.materials:
             mix_materials(spec, ctx)
+            reapply_core_softening(ctx.model)  # bone removed from screw cores (surface coupling)
             if plan is not None:  # the body (lesions and voids included) as meshed before the regions
                 ctx.meta["volumes"]["body"] = plan.info["body_volume"]
                 ctx.meta["volumes"]["lesion"] = float(sum(x["volume"] for x in plan.info["lesions"]))

@@ -53,6 +53,10 @@ class Screw:
     yield_strength: float
     protruding: bool = False
     augment_ml: float = 0.0
+    #: how beam nodes hold on to the bone: ``surface`` (a ring on the screw's cylindrical surface,
+    #: :mod:`fembone.spine.screw_coupling`) or ``line`` (the host element at the node)
+    coupling: str = "surface"
+    thread_diameter: float | None = None  # mm; the coupling ring's diameter (default: the core's)
     nodes: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # extra-node ids along the screw
     embedded: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     hosts: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
@@ -64,6 +68,11 @@ class Screw:
     @property
     def axis(self) -> np.ndarray:
         return (self.tip - self.entry) / self.length
+
+    @property
+    def coupling_radius(self) -> float:
+        """Radius (mm) of the surface over which the screw holds the bone: the thread's."""
+        return 0.5 * (self.thread_diameter if self.thread_diameter else self.section.outer_diameter)
 
 
 def discretise(screw: Screw, h: float) -> np.ndarray:
@@ -111,29 +120,19 @@ def embed(model, screw: Screw, h: float | None = None, interface_stiffness: floa
     screw.nodes = ids
     screw.embedded = inside
     screw.hosts = host
-    N = shape_values(mesh, L)  # (n, nen)
-    hn = mesh.cells[host]  # (n, nen)
     dofs = model.layout.extra_dofs(ids)  # (n, 6)
-    emb = np.flatnonzero(inside)
-    if interface_stiffness is None:
-        for a in range(3):
-            model.constraints.tie(dofs[emb, a], 3 * hn[emb] + a, N[emb], label=f"{where} (screw '{screw.name}' embedded)")
-    else:
-        # springs between the screw node and the host point: k_node = k * tributary length
-        trib = np.zeros(len(pts))
-        seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
-        trib[:-1] += seg / 2
-        trib[1:] += seg / 2
-        _add_interface_springs(model, dofs[emb, :3], hn[emb], N[emb], interface_stiffness * trib[emb])
-    # axial spin tied to the host's local rotation (curl u)/2
-    a = screw.axis
-    k = int(np.argmax(np.abs(a)))
-    G = _host_gradients(mesh, host[emb], L[emb])  # (m, nen, 3)
-    c = 0.5 * np.cross(a[None, None, :], G)  # (m, nen, 3): coefficient of u_il
-    others = [j for j in range(3) if j != k]
-    masters = np.concatenate([(3 * hn[emb][:, :, None] + np.arange(3)).reshape(len(emb), -1), dofs[emb][:, [3 + j for j in others]]], axis=1)
-    coefs = np.concatenate([c.reshape(len(emb), -1) / a[k], -np.tile(a[others], (len(emb), 1)) / a[k]], axis=1)
-    model.constraints.tie(dofs[emb, 3 + k], masters, coefs, label=f"{where} (screw '{screw.name}' spin)")
+    trib = np.zeros(len(pts))  # tributary length of each node (mm)
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    trib[:-1] += seg / 2
+    trib[1:] += seg / 2
+    on_surface = np.zeros(len(pts), bool)
+    if screw.coupling == "surface":
+        on_surface = _couple_surface(model, screw, pts, inside, dofs, h, trib, interface_stiffness, where)
+    elif screw.coupling != "line":
+        raise InputError(f"screw '{screw.name}': coupling must be 'surface' or 'line', got {screw.coupling!r}", where)
+    line = np.flatnonzero(inside & ~on_surface)
+    if len(line):
+        _couple_line(model, screw, host[line], L[line], dofs[line], trib[line], interface_stiffness, where)
     # beam stiffness and connectivity
     Ke = beam_global_stiffness(pts[:-1], pts[1:], screw.E, screw.nu, screw.section)  # (n-1, 12, 12)
     edofs = np.hstack([dofs[:-1], dofs[1:]])  # (n-1, 12)
@@ -146,6 +145,70 @@ def embed(model, screw: Screw, h: float | None = None, interface_stiffness: floa
     model.meta["_extra_edges"] = np.vstack([model.meta.get("_extra_edges", np.zeros((0, 2), int)), edges])
     lines = np.column_stack([ids[:-1], ids[1:]])
     model.meta.setdefault("_lines", []).append((screw.name, lines))
+
+
+def _couple_line(model, screw: Screw, host: np.ndarray, L: np.ndarray, dofs: np.ndarray, trib: np.ndarray,
+                 interface_stiffness: float | None, where: str) -> None:
+    """Line embedding of beam nodes: translations from the host element at the node (tied, or
+    springs of ``interface_stiffness`` x tributary length); spin tied to the host's rotation."""
+    mesh = model.mesh
+    N = shape_values(mesh, L)  # (n, nen)
+    hn = mesh.cells[host]  # (n, nen)
+    if interface_stiffness is None:
+        for a in range(3):
+            model.constraints.tie(dofs[:, a], 3 * hn + a, N, label=f"{where} (screw '{screw.name}' embedded)")
+    else:
+        _add_interface_springs(model, dofs[:, :3], hn, N, interface_stiffness * trib)
+    # axial spin tied to the host's local rotation (curl u)/2
+    a = screw.axis
+    k = int(np.argmax(np.abs(a)))
+    G = _host_gradients(mesh, host, L)  # (m, nen, 3)
+    c = 0.5 * np.cross(a[None, None, :], G)  # (m, nen, 3): coefficient of u_il
+    others = [j for j in range(3) if j != k]
+    n = len(host)
+    masters = np.concatenate([(3 * hn[:, :, None] + np.arange(3)).reshape(n, -1), dofs[:, [3 + j for j in others]]], axis=1)
+    coefs = np.concatenate([c.reshape(n, -1) / a[k], -np.tile(a[others], (n, 1)) / a[k]], axis=1)
+    model.constraints.tie(dofs[:, 3 + k], masters, coefs, label=f"{where} (screw '{screw.name}' spin)")
+
+
+def _couple_surface(model, screw: Screw, pts: np.ndarray, inside: np.ndarray, dofs: np.ndarray, h: float,
+                    trib: np.ndarray, interface_stiffness: float | None, where: str) -> np.ndarray:
+    """Ring (surface) coupling of the nodes whose ring lies mostly in bone; removes the bone in
+    the core.  Returns the mask of nodes it coupled (the others fall back to the line)."""
+    from fembone.spine import screw_coupling as sc
+
+    mesh = model.mesh
+    R = screw.coupling_radius
+    m = sc.ring_count(R, h)
+    P = sc.ring_points(pts, screw.axis, R, m)  # (n, m, 3)
+    w = np.broadcast_to((2.0 * np.pi * R * trib / m)[:, None], (len(pts), m))  # lateral area per point (mm^2)
+    rhost, rN, ok = sc.locate_ring(mesh, P, tol=0.05 * h)
+    use = inside & (ok.mean(axis=1) >= sc.MIN_RING_SHARE)
+    groups = []  # (nodes, points, weights, hosts, shape values)
+    mid = np.flatnonzero(use)
+    mid = mid[(mid > 0) & (mid < len(pts) - 1)]
+    if len(mid):
+        groups.append((mid, P[mid], w[mid] * ok[mid], rhost[mid], rN[mid]))
+    for end in {0, len(pts) - 1}:  # end nodes also hold the bone over the screw's flat end face
+        if not use[end]:
+            continue
+        Pc, wc = sc.end_cap_points(pts[end], screw.axis, screw.section.outer_radius, m)
+        ch, cN, cok = sc.locate_ring(mesh, Pc[None], tol=0.05 * h)
+        groups.append((np.array([end]), np.concatenate([P[end], Pc])[None], np.concatenate([w[end] * ok[end], wc * cok[0]])[None],
+                       np.concatenate([rhost[end], ch[0]])[None], np.concatenate([rN[end], cN[0]])[None]))
+    for sel, Pg, wg, hg, Ng in groups:
+        if interface_stiffness is None:
+            sc.couple_nodes(model, dofs[sel], pts[sel], Pg, hg, Ng, wg, label=f"{where} (screw '{screw.name}' surface coupling)")
+        else:
+            sc.ring_springs(model, dofs[sel], pts[sel], Pg, hg, Ng, wg, interface_stiffness * trib[sel], screw.axis, R)
+    elems, phi = sc.core_fractions(mesh, screw.entry, screw.tip, screw.section.outer_radius, h)
+    sc.soften_core(model, elems, phi)
+    model.meta.setdefault("screw_coupling", {})[screw.name] = {
+        "coupling": "surface", "radius": R, "ring_points": m, "nodes_on_surface": int(use.sum()),
+        "nodes_on_line": int((inside & ~use).sum()), "nodes_free": int((~inside).sum()),
+        "core_volume_removed": float((phi * np.abs(mesh.volumes()[elems])).sum()),
+    }
+    return use
 
 
 def _outside_length(mesh: Mesh, pts: np.ndarray, inside: np.ndarray, iters: int = 20) -> float:

@@ -76,9 +76,10 @@ CLAMPED = [{"where": {"set": "zmin"}, "fix": ["x", "y", "z"]}]
 
 
 def bar(name="bar", z0=0.0, z1=L, d=2.0, E=1.0e5, nu=0.3, **kw) -> dict:
-    """A solid circular bar along z at XY (``diameter`` = core diameter = d)."""
+    """A solid circular bar along z at XY (``diameter`` = core diameter = d), embedded along its
+    line (``coupling: line``; the surface coupling is verified in test_screw_surface_coupling.py)."""
     spec = {"name": name, "entry": [XY[0], XY[1], z0], "target": [XY[0], XY[1], z1], "diameter": d,
-            "core_diameter": d, "material": {"E": E, "nu": nu, "yield": 1000.0}}
+            "core_diameter": d, "material": {"E": E, "nu": nu, "yield": 1000.0}, "coupling": "line"}
     spec.update(kw)
     return spec
 
@@ -223,7 +224,7 @@ def test_negligible_screw_with_host_modulus_changes_nothing(meshes):
     loads = {"push": [{"where": {"set": "zmax"}, "pressure": 1.0}, {"where": {"set": "zmax"}, "traction": [0.2, -0.1, 0.0]}]}
     d = 0.01
     screw = {"name": "ghost", "entry": [-2.0, -1.5, 4.0], "target": [2.5, 1.7, 36.0], "diameter": d, "core_diameter": d,
-             "material": {"E": E_B, "nu": NU_B, "yield": 1.0}}
+             "material": {"E": E_B, "nu": NU_B, "yield": 1.0}, "coupling": "line"}
     u0 = solve(build(block_case(f, None, CLAMPED, loads))).loadcases["push"].fields.displacement
     m1 = build(block_case(f, [screw], CLAMPED, loads))
     lc1 = solve(m1).loadcases["push"]
@@ -475,7 +476,7 @@ def _ybox_sharing(tmp_path):
         {"where": {"set": "ymax"}, "value": [None, -delta, None]},
     ]
     spec = {"name": "bar", "entry": [XY[0], -L / 2, 5.0 + XY[1]], "target": [XY[0], L / 2, 5.0 + XY[1]],
-            "diameter": d, "core_diameter": d, "material": {"E": Es, "nu": 0.3, "yield": 1000.0}}
+            "diameter": d, "core_diameter": d, "material": {"E": Es, "nu": 0.3, "yield": 1000.0}, "coupling": "line"}
     c = block_case(str(p), [spec], cons, {"push": [{"where": {"set": "ymax"}, "force": [0.0, 0.0, 0.0]}]})
     ls = solve(build(c)).loadcases["push"].extra["load_sharing"]
     eps = delta / L
