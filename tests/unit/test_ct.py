@@ -451,3 +451,76 @@ def test_spec_errors_name_the_key():
     with pytest.raises(InputError, match=r"^ct\.calibration\.rods: a phantom calibration needs at least two rods"):
         parse_ct_spec({"image": "a.nii", "labels": {"file": "b.nii", "bone": [1]},
                        "calibration": {"kind": "phantom", "rods": [[0, 0]]}})
+
+
+# ----------------------------------------------------------------------------- existing mesh, lesions, bins
+
+
+def test_existing_mesh_detected_lesion_takes_the_lesion_law(tmp_path):
+    """A box mesh file in the image's world frame is mapped as it is; a low-density sphere in
+    the body is detected, and elements inside it take the lytic-tissue law (E 2 MPa)."""
+    import meshio
+
+    from fembone.core.meshgen import box_mesh
+
+    n = 30
+    i, j, k = np.meshgrid(*(np.arange(n),) * 3, indexing="ij")
+    body = (i >= 3) & (i < 27) & (j >= 3) & (j < 27) & (k >= 3) & (k < 27)
+    rho = np.where(body, 150.0, -20.0)
+    sphere = (i - 15.0) ** 2 + (j - 15.0) ** 2 + (k - 15.0) ** 2 <= 6.0**2
+    rho[sphere] = 10.0
+    L = np.where(body, 1, 0).astype(np.uint8)
+    _nifti(tmp_path / "les_im.nii.gz", rho.astype(np.float32), np.eye(4))
+    _nifti(tmp_path / "les_seg.nii.gz", L, np.eye(4))
+    mesh = box_mesh((20.0, 20.0, 20.0), (8, 8, 8), origin=(5.0, 5.0, 5.0))
+    meshio.write(str(tmp_path / "box.vtu"), meshio.Mesh(mesh.points, [("tetra", mesh.cells)]))
+    spec = parse_ct_spec({"image": "les_im.nii.gz", "labels": {"file": "les_seg.nii.gz", "bone": [1]},
+                          "mesh": "box.vtu", "order": 1, "law": "kopperdahl2002", "lesion_detection": {"threshold": 0.5}})
+    out = build_ct_model_inputs(spec, tmp_path)
+    les = out.meta["lesion"]
+    assert les["source"] == "detected"
+    assert les["volume_fraction"] == pytest.approx((4 / 3) * math.pi * 6.0**3 / 24.0**3, rel=0.12)
+    inside = np.linalg.norm(out.mesh.centroids() - 15.0, axis=1) < 3.0
+    assert np.allclose(out.modulus[inside], 2.0) and np.allclose(out.poisson[inside], 0.45)
+    far = np.linalg.norm(out.mesh.centroids() - 15.0, axis=1) > 9.5
+    assert np.allclose(out.modulus[far], -34.7 + 3230 * 0.150)
+    assert set(np.flatnonzero(inside)) <= set(out.mesh.cell_sets["lesion"])
+    assert np.allclose(out.frame_to_world, np.eye(4))
+
+
+def test_bins_keep_the_integral_of_the_modulus():
+    from fembone.core.meshgen import box_mesh
+    from fembone.spine.ct.mapping import RegionLaws, map_materials
+
+    rho = np.random.default_rng(5).uniform(60.0, 400.0, (14, 14, 14))
+    A = np.eye(4)
+    A[:3, 3] = -1.0
+    mesh = box_mesh((10.0, 10.0, 10.0), (4, 4, 4))
+    law = LAWS["morgan2003"]
+    free = map_materials(mesh, Image(rho, A), RegionLaws(law, law))
+    binned = map_materials(mesh, Image(rho, A), RegionLaws(law, law), n_bins=5)
+    V = np.abs(mesh.volumes())
+    assert len(np.unique(np.round(binned.modulus, 9))) <= 5
+    assert np.all((binned.bin_id >= 0) & (binned.bin_id < 5))
+    assert (binned.modulus * V).sum() == pytest.approx((free.modulus * V).sum(), rel=1e-12)
+    assert np.allclose(binned.bin_modulus[binned.bin_id], binned.modulus)
+
+
+def test_bone_masked_interpolation_keeps_surface_elements_at_bone_density():
+    """Bone voxels 150 mg/cc, soft tissue around 0: the mesh of the labelled box reaches half a
+    voxel beyond the outermost bone voxel centres; masked interpolation keeps the bone's own
+    density there, plain interpolation mixes in soft tissue."""
+    from fembone.core.meshgen import box_mesh
+    from fembone.spine.ct.mapping import RegionLaws, RegionMap, map_materials
+
+    L = np.zeros((16, 16, 16), np.int32)
+    L[3:13, 3:13, 3:13] = 1  # voxel centres 3..12: the bone box spans 2.5..12.5 mm
+    rho = np.where(L == 1, 150.0, 0.0)
+    mesh = box_mesh((10.0, 10.0, 10.0), (4, 4, 4), origin=(2.5, 2.5, 2.5))
+    law = LAWS["kopperdahl2002"]
+    lab = Image(L, np.eye(4), "seg")
+    masked = map_materials(mesh, Image(rho, np.eye(4)), RegionLaws(law, law), RegionMap(lab, {}, None, L == 1))
+    plain = map_materials(mesh, Image(rho, np.eye(4)), RegionLaws(law, law), RegionMap(lab, {}, None, L == 1),
+                          mask_bone=False)
+    assert np.allclose(masked.modulus, -34.7 + 3230 * 0.150, rtol=1e-12)
+    assert plain.modulus.min() < 0.8 * masked.modulus.min()

@@ -319,7 +319,11 @@ def build_ct_model_inputs(spec: CTSpec, base: Path | str = ".") -> CTModelInputs
     t3 = time.perf_counter()
 
     # -- material
-    regions = RegionMap(lab, table, lesion_img) if lab is not None else RegionMap(None, {}, None)
+    if lab is not None:
+        ls = spec.labels
+        regions = RegionMap(lab, table, lesion_img, np.isin(lab.data, list(ls.bone) + list(ls.lesion)))
+    else:
+        regions = RegionMap(None, {}, None)
     mm = map_materials(mesh, density, laws, regions, T, method=spec.mapping, e_min=spec.e_min, n_bins=spec.bins)
     if lesion_info is not None:
         lesion_info.elements = np.flatnonzero(mm.fractions["lesion"] >= 0.5)
