@@ -177,7 +177,7 @@ def test_vti_reader(tmp_path):
 
 def _dicom_series(folder: Path, vol_hu: np.ndarray, spacing=(0.5, 0.6), dz=1.25, origin=(-40.0, 25.0, 100.0)):
     """A minimal CT series (LPS patient coordinates), stored values (HU + 1024)."""
-    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("pydicom")
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -219,9 +219,8 @@ def test_dicom_series_pydicom_and_sitk(tmp_path):
     img = read_dicom_pydicom(tmp_path / "dcm", "ct.image")
     assert np.allclose(img.data, vol)
     assert np.allclose(img.affine, expected)
-    sitk = pytest.importorskip("SimpleITK")
-    assert sitk is not None
-    img2 = read_image(tmp_path / "dcm")
+    pytest.importorskip("SimpleITK")
+    img2 = read_image(tmp_path / "dcm")  # the SimpleITK (GDCM) path
     assert np.allclose(img2.data, vol)
     assert np.allclose(img2.affine, expected, atol=1e-4)
 
