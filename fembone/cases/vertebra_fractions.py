@@ -155,10 +155,23 @@ def mix_materials(spec: VertebraSpec, ctx: BuildContext) -> None:
     F[:, names.index("cement_bone")] = cb
     F[np.arange(ne), base] += host
     mixed = np.flatnonzero(F.max(axis=1) < 1 - 1e-12)
+    base_C = getattr(ctx, "base_C", None)  # per-element host stiffness (CT mapping)
     if len(mixed):
-        model.C[mixed] = hill_mix(Cs, F[mixed])
+        if base_C is None:
+            model.C[mixed] = hill_mix(Cs, F[mixed])
+        else:  # the host phase of each mixed element is its own mapped stiffness
+            Ce = np.broadcast_to(Cs, (len(mixed),) + Cs.shape).copy()
+            Ce[np.arange(len(mixed)), base[mixed]] = base_C[mixed]
+            f = F[mixed] / F[mixed].sum(axis=1, keepdims=True)
+            voigt = np.einsum("em,emij->eij", f, Ce)
+            reuss = np.linalg.inv(np.einsum("em,emij->eij", f, np.linalg.inv(Ce)))
+            model.C[mixed] = 0.5 * (voigt + reuss)
     pure = np.setdiff1d(np.arange(ne), mixed)
-    model.C[pure] = Cs[F[pure].argmax(axis=1)]
+    top = F[pure].argmax(axis=1)
+    model.C[pure] = Cs[top]
+    if base_C is not None:
+        host = pure[top == base[pure]]
+        model.C[host] = base_C[host]
     model.material_id = F.argmax(axis=1)
     vol = np.abs(mesh.volumes())
     lesion_share = F[:, [names.index(n) for n in LESION_MATERIAL.values()]].sum(axis=1)

@@ -174,7 +174,7 @@ class VertebraSpec:
 
 
 def is_vertebra(raw: dict) -> bool:
-    return "vertebra" in raw or (isinstance(raw.get("materials"), dict) and "preset" in raw["materials"])
+    return "vertebra" in raw or "ct" in raw or (isinstance(raw.get("materials"), dict) and "preset" in raw["materials"])
 
 
 def parse_vertebra(raw: dict, source: str, base: Path, parse_screws) -> VertebraSpec:
@@ -206,8 +206,10 @@ def parse_vertebra(raw: dict, source: str, base: Path, parse_screws) -> Vertebra
         spec.cement = [_cement(e, f"cement[{i}]", landmarks) for i, e in enumerate(S.seq(raw["cement"], "cement"))]
     if "boundary" in raw:
         spec.boundary = _boundary(raw["boundary"], "boundary", geometry)
-    else:  # generated vertebrae get the default set-up; imported meshes hold their endplates
-        spec.boundary = _boundary({"setup": DEFAULT_SETUP if geometry else "endplates"}, "boundary", geometry)
+    else:  # generated vertebrae get the default set-up; CT with labelled caps is a test; else endplates
+        caps = isinstance(raw.get("ct"), dict) and isinstance(raw["ct"].get("labels"), dict) and raw["ct"]["labels"].get("caps")
+        setup = DEFAULT_SETUP if geometry else ("in_vitro" if caps else "endplates")
+        spec.boundary = _boundary({"setup": setup}, "boundary", geometry)
     if "screws" in raw:
         spec.screws = parse_screws(raw["screws"], "screws", landmarks)
     return spec

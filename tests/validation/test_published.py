@@ -25,9 +25,11 @@ def rows(tmp_path_factory):
     return {r.quantity: r for r in out}
 
 
-@pytest.mark.parametrize("experiment", ["costa2020", "kinzl2012", "belkoff2001", "salvatore2018", "tschirhart2006", "verse", "eswaran2007"])
+@pytest.mark.parametrize("experiment", ["costa2020", "kinzl2012", "belkoff2001", "salvatore2018", "tschirhart2006", "verse", "eswaran2007", "bonelab"])
 def test_computed_within_published_band(rows, experiment):
     mine = [r for r in rows.values() if r.experiment == experiment and r.quantity not in KNOWN_MISSES]
+    if experiment == "bonelab" and not mine:
+        pytest.skip("the VerSe L2 scan is read from ../shared/data, which this checkout does not have")
     assert mine, f"no rows for {experiment}"
     bad = [f"{r.quantity}: computed {r.computed:.4g} {r.unit}, published {r.published}, band [{r.low:.4g}, {r.high:.4g}]"
            for r in mine if not r.ok]
