@@ -1,4 +1,4 @@
-"""Vertebra commands: ``fembone mesh vertebra|surface`` and ``fembone compare``."""
+"""Vertebra commands: ``fembone mesh vertebra|segment|surface`` and ``fembone compare``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ def _mesh_configure(p):
     v.add_argument("--order", type=int, default=2, choices=(1, 2))
     v.add_argument("--shell", type=float, default=1.0, help="cortical shell thickness, mm (default 1.0)")
     v.add_argument("-o", "--out", required=True, help="output .msh file")
+    g = sub.add_parser("segment", help="stacked parametric vertebrae with discs (T12..L5), groups prefixed by level")
+    g.add_argument("--levels", required=True, help="cranial-caudal range, e.g. T12-L2")
+    g.add_argument("--size", type=float, default=2.0, help="element size, mm (default 2.0)")
+    g.add_argument("--order", type=int, default=2, choices=(1, 2))
+    g.add_argument("--shell", type=float, default=1.0, help="cortical shell thickness, mm (default 1.0)")
+    g.add_argument("--disc-height", type=float, default=10.0, help="mid-disc height, mm (default 10)")
+    g.add_argument("-o", "--out", required=True, help="output .msh file")
     s = sub.add_parser("surface", help="tetrahedral vertebra mesh from a closed surface (stl, obj, ply, vtk)")
     s.add_argument("surface")
     s.add_argument("--units", choices=("m", "mm"), default="mm", help="units of the surface file")
@@ -40,6 +47,13 @@ def cmd_mesh(args) -> int:
         if args.size <= 0:
             raise InputError(f"--size must be > 0, got {args.size}")
         path = generate_vertebra(args.out, level=args.level, size=args.size, order=args.order, shell_thickness=args.shell)
+    elif args.what == "segment":
+        from fembone.spine.segment import SegmentGeometry, parse_levels, write_segment
+
+        if not 0.5 <= args.size <= 10:
+            raise InputError(f"--size must be between 0.5 and 10 mm, got {args.size}", "--size")
+        g = SegmentGeometry(parse_levels(args.levels, "--levels"), args.size, args.order, args.shell, args.disc_height)
+        path = write_segment(g, args.out)
     else:
         try:
             from fembone.spine.geometry.surface import mesh_surface

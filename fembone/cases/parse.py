@@ -169,7 +169,8 @@ def _loadcase(entries, path: str, extensions: dict) -> list:
     for i, entry in enumerate(entries):
         p = f"{path}[{i}]"
         S.mapping(entry, p)
-        ext = next((custom[k] for k in entry if k in custom), None)
+        owners = [e for e in EXTENSIONS.values() if any(k in entry for k in e.load_keys)]
+        ext = next((e for e in owners if e.name in extensions), owners[0] if owners else None)  # the case's own first
         if ext is not None:
             out.append(ext.parse_load(entry, p, extensions.get(ext.name)))
             continue

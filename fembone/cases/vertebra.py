@@ -83,6 +83,8 @@ class VertebraExtension(Extension):
         return is_vertebra(raw)
 
     def claims(self, raw: dict) -> bool:
+        if "segment" in raw:  # a segment case: fembone.cases.segment reads these keys
+            return False
         return is_vertebra(raw) or any(k in raw for k in self.keys)
 
     def parse(self, raw: dict, source: str, base: Path) -> VertebraSpec:

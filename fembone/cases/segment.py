@@ -1,0 +1,427 @@
+"""The segment extension: spinal segments of generated vertebrae, discs, facets, screws and rods.
+
+Keys::
+
+    segment:
+      levels: [T12, L1, L2]          # or "T12-L2"; cranial to caudal, adjacent
+      mesh_size: 2.0
+      order: 2
+      facets: true                   # or {normal_stiffness: 600, shear_stiffness: 6, angle_deg: 30}
+      disc: {height: 10, nucleus_fraction: 0.43, annulus: {E: 4.2, nu: 0.45}, nucleus: {E: 1.0, nu: 0.499}}
+      index: L1                      # the level whose body load sharing is reported (default: the middle one)
+    materials: {preset: normal}
+    lesions: [{level: L1, type: lytic, volume_fraction: 0.3}]        # painted as volume fractions
+    cement:  [{level: L1, volume_ml: 4.0, access: bipedicular}]
+    screws:  [{placement: bilateral_transpedicular, levels: [T12, L2], diameter: 6.5, head_height: 10}]
+    rods:    {diameter: 5.5, material: titanium}                     # joins the screw heads on each side
+    loadcases:
+      flexion: [{preset: flexion, moment: 7500, follower: 400}]
+
+Model (:mod:`fembone.spine.segment`, :mod:`fembone.spine.segment_mechanics`): the bottom
+vertebra's inferior half disc is fixed on its flat face; the top vertebra's superior half
+disc carries a rigid plate, reference point ``superior``, where the presets act (moments
+about its centre; ``follower``/``preload``: an axial force through the plate centre, which
+lies on the path through the disc centres: with the vertebrae stacked straight and small
+displacements, a follower load along that path is exactly this force).  Screws: the pedicle
+screws of each named level, their heads ``head_height`` mm behind the lamina (the tulip,
+protruding), coupled to the bone over their surface.  Rods: titanium beams through the heads
+of each side, the heads shared (rigid joints).  Outputs per load case: ``segment``
+(rotations, ``range_of_motion_deg`` per level pair about the moment axis, facet forces),
+``load_sharing`` (axial force across the index body's mid-plane: body, posterior elements,
+implants), ``screws`` and ``rods`` (peak von Mises against yield).  Units: mm, N, MPa, N mm.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from fembone.cases.registry import BuildContext, Extension, register
+from fembone.cases.screws import _make_screw, parse_screw
+from fembone.cases.vertebra_spec import DISC, PresetLoad, VertebraSpec, _cement, _lesion, _material_pair, parse_preset_load
+from fembone.core import schema as S
+from fembone.core.beam import BeamSection
+from fembone.core.errors import InputError
+from fembone.core.materials import Isotropic
+from fembone.core.mesh import Mesh
+from fembone.core.model import ReferencePoint
+from fembone.core.selectors import orient_faces
+from fembone.spine.bone import vertebra_materials
+from fembone.spine.screw_coupling import reapply_core_softening
+from fembone.spine.screws import SCREW_MATERIALS, Screw, embed, screw_results
+from fembone.spine.segment import SegmentGeometry, build_segment, parse_levels, segment_dims, tie_discs
+from fembone.spine.segment_mechanics import (
+    FacetModel, Rod, add_facets, add_rod, beam_plane_force, chain_results, facet_forces, range_of_motion, solid_plane_force,
+)
+from fembone.spine.geometry.vertebra_dims import vertebra_landmarks
+
+TOP = "superior"
+VOLUME_GROUPS = ("cortical_shell", "trabecular", "posterior_elements")
+DISC_GROUPS = {"disc_superior_annulus": "annulus", "disc_inferior_annulus": "annulus",
+               "disc_superior_nucleus": "nucleus", "disc_inferior_nucleus": "nucleus"}
+HEAD_HEIGHT = 10.0  # mm from the lamina's back face to the rod axis (tulip head), stated
+
+
+@dataclass
+class RodSpec:
+    diameter: float
+    material: dict
+    material_name: str
+    sides: tuple[str, ...]
+    levels: tuple[str, ...] | None
+    path: str = "rods"
+
+
+@dataclass
+class SegmentSpec:
+    geometry: SegmentGeometry
+    facets: FacetModel | None
+    materials: dict
+    material_info: dict
+    disc: dict
+    index: str
+    screws: list[tuple[Screw, str | None, str | None]] = field(default_factory=list)  # screw, level, side
+    interface: dict[int, float] = field(default_factory=dict)
+    rods: RodSpec | None = None
+    lesions: list = field(default_factory=list)  # (level, LesionSpec)
+    cement: list = field(default_factory=list)  # (level, CementSpec)
+
+
+def _parse_facets(value, path: str) -> FacetModel | None:
+    if value is True or value is None:
+        return FacetModel()
+    if value is False:
+        return None
+    S.mapping(value, path, allowed=("normal_stiffness", "shear_stiffness", "angle_deg"))
+    d = FacetModel()
+    return FacetModel(S.number(value.get("normal_stiffness", d.normal_stiffness), f"{path}.normal_stiffness", lo=0, lo_open=True),
+                      S.number(value.get("shear_stiffness", d.shear_stiffness), f"{path}.shear_stiffness", lo=0),
+                      S.number(value.get("angle_deg", d.angle_deg), f"{path}.angle_deg", lo=0, hi=90))
+
+
+def _known_level(value, path: str, levels: tuple[str, ...]) -> str:
+    """A level name of the segment."""
+    lv = S.string(value, path).strip().upper()
+    if lv not in levels:
+        raise InputError(f"level {value} is not in the segment ({', '.join(levels)})", path)
+    return lv
+
+
+def _level_of(entry: dict, p: str, levels: tuple[str, ...], what: str) -> tuple[str, dict]:
+    """The entry's ``level`` (required), checked against the segment, and the entry without it."""
+    if "level" not in entry:
+        raise InputError(f"a segment's {what} names its level (level: one of {', '.join(levels)})", p)
+    return _known_level(entry["level"], f"{p}.level", levels), {k: v for k, v in entry.items() if k != "level"}
+
+
+def parse_segment(raw: dict, source: str, base: Path) -> SegmentSpec:
+    for k in ("vertebra", "boundary"):
+        if k in raw:
+            raise InputError(f"give either 'segment' or '{k}', not both (a segment holds its vertebrae and set-up)", k)
+    seg = S.mapping(raw["segment"], "segment", allowed=("levels", "mesh_size", "order", "shell_thickness", "cortex_thickness",
+                                                        "disc", "facets", "index"), required=("levels",))
+    levels = parse_levels(seg["levels"], "segment.levels")
+    order = S.integer(seg.get("order", 2), "segment.order")
+    if order not in (1, 2):
+        raise InputError(f"order must be 1 or 2, got {order}", "segment.order")
+    shell = S.number(seg.get("shell_thickness", 1.0), "segment.shell_thickness", lo=0.2, hi=3.0)
+    d = S.mapping(seg.get("disc", {}), "segment.disc", allowed=("height", "nucleus_fraction", "annulus", "nucleus"))
+    g = SegmentGeometry(levels, S.number(seg.get("mesh_size", 2.0), "segment.mesh_size", lo=0.5, hi=10.0), order, shell,
+                        S.number(d.get("height", 2 * DISC["height"]), "segment.disc.height", lo=3.0, hi=20.0),
+                        S.number(d.get("nucleus_fraction", DISC["nucleus_fraction"]), "segment.disc.nucleus_fraction", lo=0.2, hi=0.6))
+    disc = {"annulus": _material_pair(d.get("annulus", {}), "segment.disc.annulus", DISC["annulus"]),
+            "nucleus": _material_pair(d.get("nucleus", {}), "segment.disc.nucleus", DISC["nucleus"])}
+    index = levels[len(levels) // 2]
+    if "index" in seg:
+        index = _known_level(seg["index"], "segment.index", levels)
+    mats, info = vertebra_materials(raw.get("materials"), "materials")
+    cortex = S.number(seg.get("cortex_thickness", 0.38), "segment.cortex_thickness", lo=0.05, hi=shell)
+    if "E" not in ((raw.get("materials") or {}).get("cortical_shell") or {}):  # membrane stiffness E t (vertebra_spec)
+        c = mats["cortical_shell"]
+        mats["cortical_shell"] = Isotropic(name=c.name, E=c.E * cortex / shell, nu=c.nu)
+        info.update(cortical_E_tissue=c.E, cortical_E_shell=c.E * cortex / shell, cortex_thickness=cortex)
+    spec = SegmentSpec(g, _parse_facets(seg.get("facets", True), "segment.facets"), mats, info, disc, index)
+    for i, e in enumerate(S.seq(raw.get("lesions", []), "lesions")):
+        lv, rest = _level_of(S.mapping(e, f"lesions[{i}]"), f"lesions[{i}]", levels, "lesion")
+        spec.lesions.append((lv, _lesion(rest, f"lesions[{i}]")))
+        spec.index = lv if "index" not in seg else spec.index
+    for i, e in enumerate(S.seq(raw.get("cement", []), "cement")):
+        lv, rest = _level_of(S.mapping(e, f"cement[{i}]"), f"cement[{i}]", levels, "cement")
+        spec.cement.append((lv, _cement(rest, f"cement[{i}]", vertebra_landmarks(segment_dims(lv)))))
+    if "screws" in raw:
+        _parse_screws(spec, raw["screws"], levels)
+    if "rods" in raw:
+        spec.rods = _parse_rods(raw["rods"], spec)
+    return spec
+
+
+def _parse_screws(spec: SegmentSpec, value, levels) -> None:
+    """Placement entries name their levels (local landmarks moved into the segment frame at build); explicit
+    entries give entry/target in the segment frame."""
+    for i, entry in enumerate(S.seq(value, "screws")):
+        p = f"screws[{i}]"
+        S.mapping(entry, p)
+        entry = dict(entry)
+        k_if = S.number(entry.pop("interface_stiffness"), f"{p}.interface_stiffness", lo=0, lo_open=True) if "interface_stiffness" in entry else None
+        if "placement" not in entry:
+            lv = None
+            if "level" in entry:
+                lv, entry = _level_of(entry, p, levels, "screw")
+            for s in parse_screw(entry, p, None):
+                _add_screw(spec, s, lv, None, k_if)
+            continue
+        S.mapping(entry, p, allowed=("placement", "levels", "sides", "diameter", "core_diameter", "cannula_diameter", "material",
+                                     "length_fraction", "head_height", "coupling", "augment_ml"), required=("placement", "levels"))
+        S.string(entry["placement"], f"{p}.placement", choices=("bilateral_transpedicular",))
+        lvs = S.seq(entry["levels"], f"{p}.levels")
+        if not lvs:
+            raise InputError("name at least one level", f"{p}.levels")
+        frac = S.number(entry.get("length_fraction", 0.8), f"{p}.length_fraction", lo=0.1, hi=0.95)
+        head = S.number(entry.get("head_height", HEAD_HEIGHT), f"{p}.head_height", lo=0, hi=30)
+        sides = tuple(S.string(s, f"{p}.sides", choices=("left", "right")) for s in S.seq(entry.get("sides", ["left", "right"]), f"{p}.sides"))
+        base = {k: v for k, v in entry.items() if k in ("diameter", "core_diameter", "cannula_diameter", "material", "coupling", "augment_ml")}
+        for k, lv_raw in enumerate(lvs):
+            lv = _known_level(lv_raw, f"{p}.levels[{k}]", levels)
+            lm = vertebra_landmarks(segment_dims(lv))
+            for side in sides:
+                d = np.asarray(lm[side]["direction"], float)
+                entry_pt = np.asarray(lm[side]["entry"], float)
+                tip = entry_pt + frac * float(lm[side]["length_to_anterior_cortex"]) * d
+                s = _make_screw({**base, "protruding": head > 0}, p, f"{lv}_{side}", entry_pt - head * d, tip)
+                _add_screw(spec, s, lv, side, k_if)
+    names = [s.name for s, _, _ in spec.screws]
+    if len(set(names)) != len(names):
+        raise InputError(f"screw names must be unique, got {names}", "screws")
+
+
+def _add_screw(spec: SegmentSpec, s: Screw, lv, side, k_if) -> None:
+    if k_if is not None:
+        spec.interface[len(spec.screws)] = k_if
+    spec.screws.append((s, lv, side))
+
+
+def _parse_rods(value, spec: SegmentSpec) -> RodSpec:
+    S.mapping(value, "rods", allowed=("diameter", "material", "sides", "levels"))
+    dia = S.number(value.get("diameter", 5.5), "rods.diameter", lo=0, lo_open=True, hi=15)
+    mat = value.get("material", "titanium")
+    if isinstance(mat, str):
+        S.string(mat, "rods.material", choices=tuple(SCREW_MATERIALS))
+        props, mname = SCREW_MATERIALS[mat], mat
+    else:
+        S.mapping(mat, "rods.material", allowed=("E", "nu", "yield"), required=("E", "nu", "yield"))
+        props, mname = {k: S.number(mat[k], f"rods.material.{k}", lo=0, lo_open=True) for k in ("E", "nu", "yield")}, "custom"
+    sides = tuple(S.string(s, "rods.sides", choices=("left", "right")) for s in S.seq(value.get("sides", ["left", "right"]), "rods.sides"))
+    levels = None
+    if "levels" in value:
+        levels = tuple(_known_level(lv, f"rods.levels[{k}]", spec.geometry.levels) for k, lv in enumerate(S.seq(value["levels"], "rods.levels")))
+    if not spec.screws:
+        raise InputError("rods join screw heads: give screws with placement: bilateral_transpedicular", "rods")
+    for side in sides:
+        have = [lv for _, lv, sd in spec.screws if sd == side]
+        want = levels or tuple(have)
+        missing = [lv for lv in want if lv not in have]
+        if missing:
+            raise InputError(f"the {side} rod cannot reach a screw head at {', '.join(missing)}: no {side} screw there "
+                             f"(screw heads on the {side}: {', '.join(have) or 'none'})", "rods.levels" if levels else "rods")
+        if len(want) < 2:
+            raise InputError(f"the {side} rod needs two screw heads to join; the {side} side has {', '.join(want) or 'none'}", "rods")
+    return RodSpec(dia, props, mname, sides, levels)
+
+
+# ------------------------------------------------------------------------------- building
+class SegmentExtension(Extension):
+    name = "segment"
+    keys = ("segment", "rods")
+    mesh_keys = ("segment",)
+    load_keys = ("preset",)
+    load_types = (PresetLoad,)
+
+    def claims(self, raw: dict) -> bool:
+        if "rods" in raw and "segment" not in raw:
+            raise InputError("rods join screws across levels: they need a segment (segment: {levels: [...]})", "rods")
+        return "segment" in raw
+
+    def owns_materials(self, raw: dict) -> bool:
+        return "segment" in raw
+
+    def parse(self, raw: dict, source: str, base: Path) -> SegmentSpec:
+        return parse_segment(raw, source, base)
+
+    def parse_load(self, entry: dict, path: str, spec: SegmentSpec | None) -> PresetLoad:
+        load = parse_preset_load(entry, path, spec)
+        if load.displacement is not None:
+            raise InputError("a segment is loaded by forces and moments on its top plate, not by a displacement", f"{path}.displacement")
+        return load
+
+    def mesh(self, spec: SegmentSpec, ctx: BuildContext) -> Mesh:
+        seg = build_segment(spec.geometry, ctx.read_mesh)
+        mesh = seg.mesh
+        for grp in VOLUME_GROUPS:  # unions over the levels (the vertebra machinery reads them)
+            mesh.cell_sets[grp] = np.concatenate([seg.set(lv, grp) for lv in seg.levels])
+        ctx.segment = seg
+        g = spec.geometry
+        ctx.meta["segment"] = {"levels": list(g.levels), "mesh_size": g.mesh_size, "order": g.order, "disc_height": g.disc_height,
+                               "index": spec.index, "offsets": seg.offset}
+        return mesh
+
+    def materials(self, spec: SegmentSpec, ctx: BuildContext):
+        seg = ctx.segment
+        mats = dict(spec.materials)
+        mats["annulus"] = Isotropic(name="annulus", **spec.disc["annulus"])
+        mats["nucleus"] = Isotropic(name="nucleus", **spec.disc["nucleus"])
+        names = list(mats)
+        mid = np.full(ctx.mesh.n_elements, -1)
+        for lv in seg.levels:
+            for grp in VOLUME_GROUPS + tuple(DISC_GROUPS):
+                mid[seg.set(lv, grp)] = names.index(DISC_GROUPS.get(grp, grp))
+        ctx.meta["materials"] = spec.material_info
+        return mats, mid
+
+    def build(self, spec: SegmentSpec, ctx: BuildContext) -> None:
+        model, seg = ctx.model, ctx.segment
+        if spec.lesions or spec.cement:
+            _paint(spec, ctx)
+        screws = _screws(spec, ctx)
+        rods = _rods(spec, ctx, screws)
+        ctx.meta["segment"]["discs"] = tie_discs(model.constraints, seg)
+        if spec.facets is not None:
+            ctx.meta["segment"]["facets"] = add_facets(model, seg, spec.facets)
+        bottom = np.unique(ctx.mesh.facet_sets[f"{seg.levels[-1]}.disc_inferior_face"])
+        model.constraints.fix((3 * bottom[:, None] + np.arange(3)).ravel(), label=f"segment: {seg.levels[-1]} inferior disc face (fixed)")
+        faces, _ = orient_faces(ctx.mesh, ctx.mesh.facet_sets[f"{seg.levels[0]}.disc_superior_face"])
+        nodes = np.unique(faces)
+        at = ctx.mesh.points[nodes].mean(axis=0)
+        j = int(model.layout.add_extra(at)[0])
+        model.constraints.rigid_coupling(nodes, j, ctx.mesh.points, label=f"segment: {seg.levels[0]} superior disc face (plate)")
+        model.points[TOP] = ReferencePoint(TOP, j, at, "rigid", nodes)
+        model.meta["_segment"] = seg
+        model.meta["_segment_index"] = spec.index
+        model.meta["_screws"] = screws
+        model.meta["_rods"] = rods
+        model.postprocessors.append(segment_postprocessor)
+
+    def load(self, spec: SegmentSpec, entry: PresetLoad, ctx: BuildContext) -> np.ndarray:
+        model = ctx.model
+        f = np.zeros(model.n_dofs)
+        dofs = model.layout.extra_dofs(model.points[TOP].index)[0]
+        d = np.asarray(entry.direction)
+        if entry.kind == "force":
+            f[dofs[:3]] += entry.magnitude * d
+        else:
+            f[dofs[3:]] += entry.magnitude * d
+            f[dofs[2]] -= entry.follower
+        ctx.meta.setdefault("load_presets", {})[entry.loadcase] = {
+            "preset": entry.preset, "kind": entry.kind, "magnitude": entry.magnitude, "follower": entry.follower,
+            "direction": list(entry.direction)}
+        return f
+
+
+def _paint(spec: SegmentSpec, ctx: BuildContext) -> None:
+    """Lesions and cement painted as volume fractions on each level's own mesh (vertebra frame), then mixed."""
+    from fembone.cases.vertebra_fractions import mix_materials, paint_cement, paint_lesions
+
+    seg = ctx.segment
+    ctx.fractions = {}
+    info: dict = {}
+    for lv in seg.levels:
+        les = [x for lv2, x in spec.lesions if lv2 == lv]
+        cem = [x for lv2, x in spec.cement if lv2 == lv]
+        if not les and not cem:
+            continue
+        els = seg.elements[lv]
+        local = Mesh(seg.mesh.points[seg.nodes[lv]] - [0.0, 0.0, seg.offset[lv]], seg.mesh.cells[els] - seg.nodes[lv][0],
+                     {g: seg.set(lv, g) - els[0] for g in VOLUME_GROUPS})
+        sub = SimpleNamespace(mesh=local, fractions={}, meta={})
+        vspec = VertebraSpec(None, spec.materials, spec.material_info, vertebra_landmarks(seg.dims[lv]), les, cem)
+        if les:
+            paint_lesions(vspec, sub)
+        if cem:
+            paint_cement(vspec, sub)
+        for name, fr in sub.fractions.items():
+            full = ctx.fractions.setdefault(name, np.zeros(ctx.mesh.n_elements))
+            full[els] = np.maximum(full[els], fr)
+        for key in ("lesions", "cement"):
+            info.setdefault(key, []).extend({"level": lv, **x} for x in sub.meta.get(key, []))
+    mix_materials(VertebraSpec(None, spec.materials, spec.material_info, None), ctx)
+    reapply_core_softening(ctx.model)
+    ctx.meta.update(info)
+    vol = np.abs(ctx.mesh.volumes())
+    ctx.meta["volumes"]["body"] = float(vol[seg.body(spec.index)].sum())  # the index vertebra's body (mix summed all)
+    ctx.meta["volumes"]["body_level"] = spec.index
+
+
+def _screws(spec: SegmentSpec, ctx: BuildContext) -> list[Screw]:
+    model, seg = ctx.model, ctx.segment
+    out = []
+    for k, (s0, lv, side) in enumerate(spec.screws):
+        s = copy.deepcopy(s0)
+        if lv is not None and side is not None:  # placement: landmarks of the level, moved into the segment frame
+            dz = np.array([0.0, 0.0, seg.offset[lv]])
+            s.entry, s.tip = s.entry + dz, s.tip + dz
+        s.level, s.side = lv, side
+        embed(model, s, h=spec.geometry.mesh_size, interface_stiffness=spec.interface.get(k), where=f"screws[{k}] ({s.name})")
+        out.append(s)
+    if out:
+        model.meta["screws"] = [{"name": s.name, "level": s.level, "entry": s.entry.tolist(), "tip": s.tip.tolist(), "length": s.length,
+                                 "core_diameter": s.section.outer_diameter, "coupling": s.coupling} for s in out]
+    return out
+
+
+def _rods(spec: SegmentSpec, ctx: BuildContext, screws: list[Screw]) -> list[Rod]:
+    r = spec.rods
+    if r is None:
+        return []
+    model, seg = ctx.model, ctx.segment
+    rods = []
+    for side in r.sides:
+        mine = [s for s in screws if s.side == side and (r.levels is None or s.level in r.levels)]
+        mine.sort(key=lambda s: seg.levels.index(s.level))
+        rod = Rod(f"rod_{side}", [int(s.nodes[0]) for s in mine], BeamSection(r.diameter), r.material["E"], r.material["nu"],
+                  r.material["yield"])
+        add_rod(model, rod, spec.geometry.mesh_size)
+        rods.append(rod)
+    model.meta["rods"] = [{"name": x.name, "levels": [s.level for s in screws if s.side == x.name[4:]], "diameter": r.diameter,
+                           "material": r.material_name, "E": x.E, "yield_strength": x.yield_strength} for x in rods]
+    return rods
+
+
+def segment_postprocessor(model, geom, res) -> dict:
+    """Range of motion, facet forces, load sharing across the index body's mid-plane, screw and rod stresses."""
+    seg = model.meta["_segment"]
+    u = res.u
+    preset = model.meta.get("load_presets", {}).get(res.name, {})
+    axis = np.asarray(preset["direction"]) if preset.get("kind") == "moment" else None
+    out = {"segment": {**range_of_motion(model, seg, u, axis), "facet_forces": facet_forces(model, u)}}
+    index = model.meta["_segment_index"]
+    z0 = seg.offset[index]
+    body = solid_plane_force(model, geom, res, seg.body(index), z0)
+    post = solid_plane_force(model, geom, res, seg.set(index, "posterior_elements"), z0)
+    implants = np.zeros(3)
+    screws, rods = {}, {}
+    for s in model.meta["_screws"]:
+        r = chain_results(model, s.nodes, s.E, s.nu, s.section, s.yield_strength, u)
+        implants += beam_plane_force(r.pop("_pts"), r.pop("_ue"), s.E, s.nu, s.section, z0)
+        sr = screw_results(model, s, u)
+        screws[s.name] = {k: v for k, v in sr.items() if not k.startswith("_")}
+    for rod in model.meta["_rods"]:
+        r = chain_results(model, rod.nodes, rod.E, rod.nu, rod.section, rod.yield_strength, u)
+        implants += beam_plane_force(r.pop("_pts"), r.pop("_ue"), rod.E, rod.nu, rod.section, z0)
+        rods[rod.name] = r
+    total = body + post + implants
+    out["load_sharing"] = {"plane": {"z": z0, "level": index}, "body_force": body.tolist(), "posterior_force": post.tolist(),
+                           "implant_force": implants.tolist(), "total_force": total.tolist()}
+    if abs(res.applied_force[2]) > 1e-6 * max(1.0, float(np.linalg.norm(res.applied_force))):  # shares of an axial load only
+        out["load_sharing"].update(body_share=float(body[2] / total[2]), posterior_share=float(post[2] / total[2]),
+                                   implant_share=float(implants[2] / total[2]))
+    if screws:
+        out["screws"] = screws
+    if rods:
+        out["rods"] = rods
+    return out
+
+
+register(SegmentExtension())

@@ -1,0 +1,225 @@
+"""Mechanics of a spinal segment: facet joints, rods, range of motion, load sharing. Units: mm, N, MPa, N mm, rad.
+
+Facet joints (a stated simplified model).  The parametric vertebra has no articular
+processes: its lamina is a plate whose lateral ends, at the pedicle-lamina junction, are
+where the articular processes stand.  Each facet joint is a linear spring between two
+reference points placed at the joint centre (midway between the upper vertebra's inferior
+patch and the lower vertebra's superior patch).  Each reference point is a distributing
+coupling (RBE3) of its patch: the posterior-element nodes within ``band`` mm of the lamina's
+lower (upper vertebra) or upper (lower vertebra) edge and within ``band`` mm of its lateral
+end.  The spring has stiffness ``normal_stiffness`` along the joint's normal and
+``shear_stiffness`` in its plane; the joint plane is vertical and at ``angle_deg`` to the
+sagittal plane (anterior end lateral).  It acts in tension as in compression (no gap, no
+contact), and stands for articular processes, cartilage and capsule in series.  Default
+normal stiffness E_c A / t = 10 MPa x 120 mm^2 / 2 mm = 600 N/mm for two cartilage layers of
+about 1 mm (cartilage modulus, facet area and thickness: typical model values, unverified);
+shear 1 % of it (the articular surfaces slide nearly freely); 30 deg to the sagittal plane
+(upper lumbar facets are close to sagittal; unverified).  A review of how FE models treat
+facets (Mengoni 2021, Biomech Model Mechanobiol 20:389) found mostly contact models; springs
+are the simplest stand-in and cannot reproduce facet unloading in flexion.
+
+Range of motion: each vertebral body's rigid rotation is its least-squares (RBE3-type) fit,
+theta = A^-1 sum_i r_i x u_i over the body's nodes (uniform weights); a level pair's motion is
+the upper minus the lower rotation, reported about the load case's moment axis in degrees.
+
+Load sharing: the force carried across the horizontal plane through the index vertebral
+body's centroid, split into what crosses it in the body, in the posterior elements and in
+implants (beams).  Solid parts: the exact internal nodal forces int B^T sigma dV of the
+elements the plane cuts, at their nodes above the plane (as fembone.spine.screws does for
+y = 0); beams: the end forces of the beam elements that cross it.  The parts sum to the
+applied axial force.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from fembone.core.beam import BeamSection, beam_end_forces, beam_frames, beam_global_stiffness, beam_results
+from fembone.core.errors import FemboneError
+
+
+# ------------------------------------------------------------------------------------ facets
+@dataclass(frozen=True)
+class FacetModel:
+    normal_stiffness: float = 600.0  # N/mm
+    shear_stiffness: float = 6.0  # N/mm
+    angle_deg: float = 30.0  # joint plane to the sagittal plane
+    band: float = 4.0  # mm: patch depth below/above the lamina edge and from its lateral end
+
+
+def facet_patch(mesh, nodes: np.ndarray, side: int, edge: str, band: float, y_range: tuple[float, float]) -> np.ndarray:
+    """Posterior-element nodes at the lateral end (``side`` +1 right, -1 left) of the lamina's
+    ``edge`` ('top' or 'bottom'): within ``band`` mm of that edge and of the lateral end."""
+    p = mesh.points[nodes]
+    lam = nodes[(p[:, 1] >= y_range[0] - 1e-6) & (p[:, 1] <= y_range[1] + 1e-6) & (side * p[:, 0] > 0)]
+    q = mesh.points[lam]
+    z_edge = q[:, 2].max() if edge == "top" else q[:, 2].min()
+    near = np.abs(q[:, 2] - z_edge) <= band
+    lam, q = lam[near], q[near]
+    x_end = (side * q[:, 0]).max()
+    out = lam[side * q[:, 0] >= x_end - band]
+    if len(out) < 3:
+        raise FemboneError(f"facet patch at the {edge} of the lamina ({'right' if side > 0 else 'left'}) has {len(out)} nodes")
+    return out
+
+
+def add_facets(model, seg, fm: FacetModel) -> list[dict]:
+    """Facet springs for every level pair and side; returns what was built (for the summary)."""
+    mesh = model.mesh
+    info = []
+    beta = np.radians(fm.angle_deg)
+    for up, lo in seg.pairs():
+        for side, name in ((1, "right"), (-1, "left")):
+            patches = []
+            for lv, edge in ((up, "bottom"), (lo, "top")):
+                post = np.unique(mesh.cells[seg.set(lv, "posterior_elements")])
+                d = seg.dims[lv]
+                y_front = seg.landmarks[lv]["canal_posterior_y"]
+                patches.append(facet_patch(mesh, post, side, edge, max(fm.band, 0.0), (y_front - d.lamina_thickness, y_front)))
+            centre = 0.5 * (mesh.points[patches[0]].mean(axis=0) + mesh.points[patches[1]].mean(axis=0))
+            refs = []
+            for lv, nodes in zip((up, lo), patches):
+                j = int(model.layout.add_extra(centre)[0])
+                model.constraints.distributing_coupling(nodes, np.ones(len(nodes)), j, mesh.points,
+                                                        label=f"segment: facet {up}-{lo} {name} ({lv} patch)")
+                refs.append(j)
+            n = np.array([side * np.cos(beta), -np.sin(beta), 0.0])
+            Ks = fm.normal_stiffness * np.outer(n, n) + fm.shear_stiffness * (np.eye(3) - np.outer(n, n))
+            da, db = model.layout.extra_dofs(refs[0])[0, :3], model.layout.extra_dofs(refs[1])[0, :3]
+            idx = np.concatenate([da, db])
+            K = np.block([[Ks, -Ks], [-Ks, Ks]])
+            nd = model.layout.n_dofs
+            model.meta.setdefault("_extra_stiffness", []).append(
+                sp.csr_matrix((K.ravel(), (np.repeat(idx, 6), np.tile(idx, 6))), shape=(nd, nd)))
+            nn = mesh.n_nodes
+            model.meta["_extra_edges"] = np.vstack([model.meta.get("_extra_edges", np.zeros((0, 2), int)),
+                                                    [[nn + refs[0], nn + refs[1]]]])
+            model.meta.setdefault("_facets", []).append({"pair": f"{up}-{lo}", "side": name, "refs": refs, "normal": n,
+                                                         "K": Ks})
+            info.append({"pair": f"{up}-{lo}", "side": name, "centre": centre.tolist(), "normal": n.tolist(),
+                         "nodes": [int(len(p)) for p in patches]})
+    return info
+
+
+def facet_forces(model, u: np.ndarray) -> dict:
+    """Force (N) in each facet spring: normal (compression positive) and shear magnitude."""
+    out = {}
+    for f in model.meta.get("_facets", []):
+        a, b = (model.layout.extra_dofs(r)[0, :3] for r in f["refs"])
+        F = f["K"] @ (u[a] - u[b])  # force on the upper patch's reference from the spring is -F
+        fn = float(F @ f["normal"])
+        out[f"{f['pair']} {f['side']}"] = {"normal": round(-fn, 6), "shear": float(np.linalg.norm(F - fn * f["normal"]))}
+    return out
+
+
+# --------------------------------------------------------------------------------- rotation
+def rigid_rotation(points: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Least-squares small rotation (rad) of a point cloud: A^-1 sum r x u, A = sum(|r|^2 I - r r^T)."""
+    r = points - points.mean(axis=0)
+    A = np.einsum("ij,ik->jk", r, r)
+    A = np.trace(A) * np.eye(3) - A
+    return np.linalg.solve(A, np.cross(r, u - u.mean(axis=0)).sum(axis=0))
+
+
+def range_of_motion(model, seg, u: np.ndarray, axis: np.ndarray | None) -> dict:
+    """Rotation of each level's body and each pair's relative rotation (deg), about ``axis`` when given."""
+    mesh = model.mesh
+    un = u[: 3 * mesh.n_nodes].reshape(-1, 3)
+    rot = {}
+    for lv in seg.levels:
+        nodes = np.unique(mesh.cells[seg.body(lv)][:, :4])
+        rot[lv] = rigid_rotation(mesh.points[nodes], un[nodes])
+    out = {"rotation_deg": {lv: np.degrees(r).tolist() for lv, r in rot.items()},
+           "relative_rotation_deg": {f"{a}-{b}": np.degrees(rot[a] - rot[b]).tolist() for a, b in seg.pairs()}}
+    if axis is not None:
+        a = np.asarray(axis, float) / np.linalg.norm(axis)
+        out["axis"] = a.tolist()
+        out["range_of_motion_deg"] = {f"{x}-{y}": float(np.degrees((rot[x] - rot[y]) @ a)) for x, y in seg.pairs()}
+    return out
+
+
+# ------------------------------------------------------------------------------ load sharing
+def solid_plane_force(model, geom, res, elements: np.ndarray, z0: float) -> np.ndarray:
+    """Force (N) that ``elements`` above z = z0 transmit across the plane to those below."""
+    mesh = model.mesh
+    z = mesh.points[:, 2]
+    plus = z[mesh.cells[elements]] > z0
+    cut = elements[plus.any(axis=1) & ~plus.all(axis=1)]
+    if len(cut) == 0:
+        return np.zeros(3)
+    m = (z[mesh.cells[cut]] > z0).astype(float)
+    g = geom.grads[..., cut]
+    w = geom.wdet[:, cut]
+    sig = res.fields.stress_q[cut]
+    return np.einsum("qm,mi,mqab,qibm->a", w, m, sig, g)
+
+
+def beam_plane_force(pts: np.ndarray, ue: np.ndarray, E: float, nu: float, section: BeamSection, z0: float) -> np.ndarray:
+    """Force (N) a chain of beams (nodes ``pts``, element displacements ``ue``) carries down across z = z0."""
+    below = pts[:, 2] <= z0
+    cross = np.flatnonzero(below[:-1] != below[1:])
+    if len(cross) == 0:
+        return np.zeros(3)
+    f = beam_end_forces(pts[:-1][cross], pts[1:][cross], E, nu, section, ue[cross])
+    R = beam_frames(pts[:-1][cross], pts[1:][cross])
+    f0 = np.einsum("eji,ej->ei", R, f[:, 0:3])  # force the element exerts on node 0 is -f0
+    f1 = np.einsum("eji,ej->ei", R, f[:, 6:9])
+    upper_is_1 = (pts[1:][cross, 2] > pts[:-1][cross, 2])[:, None]
+    # what the part above the plane pushes onto the part below: the force on the element at its upper node
+    return np.where(upper_is_1, f1, f0).sum(axis=0)
+
+
+# ------------------------------------------------------------------------------------- rods
+@dataclass
+class Rod:
+    """A rod through screw heads (extra-node ids), a chain of Timoshenko beams. mm, MPa."""
+
+    name: str
+    heads: list[int]
+    section: BeamSection
+    E: float
+    nu: float
+    yield_strength: float
+    nodes: np.ndarray | None = None
+
+
+def add_rod(model, rod: Rod, h: float) -> None:
+    """Beams along straight pieces between consecutive heads (spacing <= h); the end nodes are the
+    heads themselves, so the joints are rigid (all six DOFs shared)."""
+    pts_all = model.layout.extra_points
+    ids = [rod.heads[0]]
+    for a, b in zip(rod.heads[:-1], rod.heads[1:]):
+        pa, pb = pts_all[a], pts_all[b]
+        n = max(1, int(np.ceil(np.linalg.norm(pb - pa) / h)))
+        t = np.arange(1, n)[:, None] / n
+        if len(t):
+            ids.extend(model.layout.add_extra(pa + t * (pb - pa)).tolist())
+        ids.append(b)
+    ids = np.asarray(ids)
+    rod.nodes = ids
+    pts = model.layout.extra_points[ids]
+    dofs = model.layout.extra_dofs(ids)
+    Ke = beam_global_stiffness(pts[:-1], pts[1:], rod.E, rod.nu, rod.section)
+    edofs = np.hstack([dofs[:-1], dofs[1:]])
+    nd = model.layout.n_dofs
+    model.meta.setdefault("_extra_stiffness", []).append(
+        sp.csr_matrix((Ke.ravel(), (np.repeat(edofs, 12, axis=1).ravel(), np.tile(edofs, (1, 12)).ravel())), shape=(nd, nd)))
+    nn = model.mesh.n_nodes
+    model.meta["_extra_edges"] = np.vstack([model.meta.get("_extra_edges", np.zeros((0, 2), int)),
+                                            np.column_stack([nn + ids[:-1], nn + ids[1:]])])
+    model.meta.setdefault("_lines", []).append((rod.name, np.column_stack([ids[:-1], ids[1:]])))
+
+
+def chain_results(model, ids: np.ndarray, E: float, nu: float, section: BeamSection, yield_strength: float, u: np.ndarray) -> dict:
+    """Peak von Mises stress (MPa) against yield, axial force and bending moment of a beam chain."""
+    pts = model.layout.extra_points[ids]
+    dofs = model.layout.extra_dofs(ids)
+    ue = np.hstack([u[dofs[:-1]], u[dofs[1:]]])
+    r = beam_results(pts[:-1], pts[1:], E, nu, section, ue)
+    vm = r["von_mises"]
+    return {"peak_von_mises": float(vm.max()), "yield_ratio": float(vm.max() / yield_strength),
+            "max_axial_force": float(np.abs(r["axial_force"]).max()), "max_bending_moment": float(r["bending"].max()),
+            "_ue": ue, "_pts": pts}
