@@ -210,3 +210,35 @@ def test_lesion_and_cement_painted_on_their_level_only():
     outside = np.setdiff1d(np.arange(model.mesh.n_elements), seg.elements["L1"])
     assert lesion[outside].max() == 0 and cement[outside].max() == 0 and cement[seg.elements["L1"]].max() > 0
     assert model.meta["lesions"][0]["level"] == "L1" and model.meta["volumes"]["body"] == pytest.approx(body_l1)
+
+
+# ----------------------------------------------------------------- nearly incompressible disc
+def _bonded_block(n: int, order: int, tmp_path) -> float:
+    """Apparent modulus (MPa) of a 10 x 10 x 5 mm block of the nucleus material (E 1 MPa, nu 0.499)
+    bonded to rigid plates, squeezed by 0.05 mm: k h / A with k = 2 U / d^2."""
+    from fembone.core.meshgen import write_mesh
+
+    W, h, d = 10.0, 5.0, 0.05
+    p = tmp_path / f"block_{n}_{order}.msh"
+    write_mesh(box_mesh((W, W, h), (n, n, n // 2), origin=(-W / 2, -W / 2, 0.0), order=order), p)
+    c = {"name": "disc", "mesh": str(p), "materials": {"nucleus": {"E": 1.0, "nu": 0.499}},
+         "constraints": [{"where": {"set": "zmin"}, "fix": ["x", "y", "z"]}, {"where": {"set": "zmax"}, "value": [0, 0, -d]}],
+         "loadcases": {"squeeze": [{"where": {"set": "zmax"}, "force": [0, 0, 0]}]}}
+    lc = solve(build_model(c, base=".", source="disc")).loadcases["squeeze"]
+    return 2 * lc.strain_energy / d**2 * h / (W * W)
+
+
+@pytest.mark.slow
+def test_nearly_incompressible_disc_tet10_converges_tet4_locks(tmp_path):
+    """The disc nucleus (nu = 0.499) bonded between endplates: tet10 converges (the last refinement
+    changes the apparent modulus by < 4 %, and the changes fall faster than h), while tet4 on its
+    finest mesh is still more than 3 times too stiff (volumetric locking).  Segment models of the
+    discs should therefore be tet10 (order: 2); the tet4 runs in this file are for speed."""
+    e10 = [_bonded_block(n, 2, tmp_path) for n in (4, 8, 12)]
+    e4 = [_bonded_block(n, 1, tmp_path) for n in (4, 8, 12)]
+    print("n      tet4 E_c (MPa)   tet10 E_c (MPa)")
+    for n, a, b in zip((4, 8, 12), e4, e10):
+        print(f"{n:<6d} {a:12.4f}   {b:12.4f}")
+    c1, c2 = e10[1] / e10[0] - 1, e10[2] / e10[1] - 1
+    assert abs(c2) < 0.04 and abs(c2) < 0.5 * abs(c1), (c1, c2)
+    assert e4[2] > 3 * e10[2], "tet4 should lock for nu = 0.499"
