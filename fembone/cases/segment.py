@@ -421,6 +421,48 @@ def segment_postprocessor(model, geom, res) -> dict:
         out["screws"] = screws
     if rods:
         out["rods"] = rods
+    out["risk"] = index_risk(model, geom, res, seg, index, preset)
+    return out
+
+
+def index_risk(model, geom, res, seg, index: str, preset: dict) -> dict:
+    """Risk metrics of the index vertebra (as :mod:`fembone.cases.vertebra_risk`, restricted to its elements):
+    trabecular failed volume and strength after Pistoia et al. 2002 (load scaled proportionally: for a moment
+    with a follower the preload is scaled too), the cortex against its yield strains, the posterior-wall bulge,
+    cement utilisation."""
+    from fembone.spine import risk
+    from fembone.spine.cement import cement_phase_stress, cement_utilisation
+
+    mesh = model.mesh
+    mask = np.zeros(mesh.n_elements)
+    mask[seg.elements[index]] = 1.0
+    ne = mesh.n_elements
+
+    def share(key: str, group: str) -> np.ndarray:
+        if key in model.meta:
+            return model.meta[key] * mask
+        out = np.zeros(ne)
+        out[seg.set(index, group)] = 1.0
+        return out
+
+    trab, cort = share("_trabecular_share", "trabecular"), share("_cortical_share", "cortical_shell")
+    wall = orient_faces(mesh, mesh.facet_sets[f"{index}.posterior_wall"])[0]
+    u = res.fields.displacement
+    out: dict = {"level": index, "posterior_wall_bulge": risk.bulge(u, mesh.points, wall)}
+    eps, sig, wdet = res.fields.strain_q, res.fields.stress_q, geom.wdet.T
+    E = risk.young_modulus(model.C)
+    out["failed_volume_fraction"] = risk.trabecular_failure(eps, sig, E, wdet, trab)["failed_volume_fraction"]
+    if preset:
+        out.update(applied_load=preset["magnitude"], load_unit="N" if preset["kind"] == "force" else "N mm")
+        st = risk.strength_with_preload(eps, sig, E, wdet, trab, preset["magnitude"])
+        lam = st["strength_multiplier"]
+        if np.isfinite(lam) and lam > 0:
+            out.update(strength_estimate=st["strength"], factor_of_risk=1.0 / lam)
+    out.update(risk.cortical_failure(eps, wdet, cort))
+    if "_cement_share" in model.meta and model.meta["_cement_share"].any():
+        C_pmma = model.materials[[m.name for m in model.materials].index("pmma")].stiffness()
+        out.update(cement_utilisation(cement_phase_stress(eps, C_pmma), wdet,
+                                      {"bulk": model.meta["_cement_share"] * mask, "interdigitated": model.meta["_interdigitated_share"] * mask}))
     return out
 
 

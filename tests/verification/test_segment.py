@@ -163,6 +163,9 @@ def test_segment_equilibrium_and_load_sharing(which, request):
         assert gap < 1e-6, f"{name}: forces across the plane {total} vs applied {lc.applied_force}"
     ls = res.loadcases["compression"].extra["load_sharing"]
     assert ls["body_share"] + ls["posterior_share"] + ls["implant_share"] == pytest.approx(1.0, abs=1e-6)
+    rk = res.loadcases["compression"].extra["risk"]
+    print(f"{which}: index risk {rk}")
+    assert rk["level"] == "L1" and 0 <= rk["failed_volume_fraction"] < 1 and rk["factor_of_risk"] > 0
     assert (ls["implant_share"] > 0.02) == (which == "fixed")
 
 
