@@ -42,7 +42,15 @@ import numpy as np
 
 from fembone.cases.registry import BuildContext, Extension, register
 from fembone.cases.screws import _make_screw, parse_screw
-from fembone.cases.vertebra_spec import DISC, PresetLoad, VertebraSpec, _cement, _lesion, _material_pair, parse_preset_load
+from fembone.cases.vertebra_spec import (
+    DISC,
+    PresetLoad,
+    VertebraSpec,
+    _cement,
+    _lesion,
+    _material_pair,
+    parse_preset_load,
+)
 from fembone.core import schema as S
 from fembone.core.beam import BeamSection
 from fembone.core.errors import InputError
@@ -51,13 +59,27 @@ from fembone.core.mesh import Mesh
 from fembone.core.model import ReferencePoint
 from fembone.core.selectors import orient_faces
 from fembone.spine.bone import vertebra_materials
+from fembone.spine.geometry.vertebra_dims import vertebra_landmarks
 from fembone.spine.screw_coupling import reapply_core_softening
 from fembone.spine.screws import SCREW_MATERIALS, Screw, embed, screw_results
-from fembone.spine.segment import SegmentGeometry, build_segment, parse_levels, segment_dims, tie_discs
-from fembone.spine.segment_mechanics import (
-    FacetModel, Rod, add_facets, add_rod, beam_plane_force, chain_results, facet_forces, range_of_motion, solid_plane_force,
+from fembone.spine.segment import (
+    SegmentGeometry,
+    build_segment,
+    parse_levels,
+    segment_dims,
+    tie_discs,
 )
-from fembone.spine.geometry.vertebra_dims import vertebra_landmarks
+from fembone.spine.segment_mechanics import (
+    FacetModel,
+    Rod,
+    add_facets,
+    add_rod,
+    beam_plane_force,
+    chain_results,
+    facet_forces,
+    range_of_motion,
+    solid_plane_force,
+)
 
 TOP = "superior"
 VOLUME_GROUPS = ("cortical_shell", "trabecular", "posterior_elements")
@@ -322,7 +344,11 @@ class SegmentExtension(Extension):
 
 def _paint(spec: SegmentSpec, ctx: BuildContext) -> None:
     """Lesions and cement painted as volume fractions on each level's own mesh (vertebra frame), then mixed."""
-    from fembone.cases.vertebra_fractions import mix_materials, paint_cement, paint_lesions
+    from fembone.cases.vertebra_fractions import (
+        mix_materials,
+        paint_cement,
+        paint_lesions,
+    )
 
     seg = ctx.segment
     ctx.fractions = {}

@@ -57,6 +57,8 @@ class Screw:
     #: :mod:`fembone.spine.screw_coupling`) or ``line`` (the host element at the node)
     coupling: str = "surface"
     thread_diameter: float | None = None  # mm; the coupling ring's diameter (default: the core's)
+    level: str | None = None  # vertebral level (segments)
+    side: str | None = None  # left | right (placement helpers)
     nodes: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # extra-node ids along the screw
     embedded: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     hosts: np.ndarray = field(default_factory=lambda: np.zeros(0, int))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,12 @@ from scipy.spatial import cKDTree
 from fembone.core.elements import face_element
 from fembone.core.errors import InputError
 from fembone.core.mesh import Mesh
-from fembone.spine.geometry.vertebra_dims import LEVELS, VertebraDims, vertebra_dims, vertebra_landmarks
+from fembone.spine.geometry.vertebra_dims import (
+    LEVELS,
+    VertebraDims,
+    vertebra_dims,
+    vertebra_landmarks,
+)
 
 #: T12, thoracolumbar junction.  Pedicle width 8.31 mm: CT mean of 50 adults, Kaur et al. 2016,
 #: J Clin Orthop Trauma 7:101 (abstract read).  Pedicle transverse angle: measured T12 angles
@@ -233,7 +238,7 @@ def tie_flat_faces(cset, mesh: Mesh, slave: np.ndarray, master: np.ndarray, labe
     e1 = np.cross(normal, np.eye(3)[int(np.argmin(np.abs(normal)))])
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(normal, e1)
-    xy = lambda p: np.stack([p @ e1, p @ e2], axis=-1)  # noqa: E731
+    xy = lambda p: np.stack([p @ e1, p @ e2], axis=-1)
     c2 = xy(corners)  # (nf, 3, 2)
     P = xy(mesh.points[nodes])
     tree = cKDTree(c2.mean(axis=1))
@@ -277,9 +282,5 @@ def tie_discs(cset, seg: Segment) -> list[dict]:
             raise InputError(f"disc faces of {up} and {lo} do not meet (z {za:.4f} vs {zb:.4f} mm)", "segment")
         slave, master = (a, b) if face_area(seg.mesh, a) <= face_area(seg.mesh, b) else (b, a)
         tied = tie_flat_faces(cset, seg.mesh, slave, master, label=f"segment: disc {up}-{lo} (mid-disc tie)")
-        info.append({"pair": f"{up}-{lo}", "z": float(za), "tied_nodes": int(len(tied))})
+        info.append({"pair": f"{up}-{lo}", "z": float(za), "tied_nodes": len(tied)})
     return info
-
-
-def with_levels(g: SegmentGeometry, levels) -> SegmentGeometry:
-    return replace(g, levels=tuple(levels))

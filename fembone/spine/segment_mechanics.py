@@ -37,7 +37,13 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from fembone.core.beam import BeamSection, beam_end_forces, beam_frames, beam_global_stiffness, beam_results
+from fembone.core.beam import (
+    BeamSection,
+    beam_end_forces,
+    beam_frames,
+    beam_global_stiffness,
+    beam_results,
+)
 from fembone.core.errors import FemboneError
 
 
@@ -100,7 +106,7 @@ def add_facets(model, seg, fm: FacetModel) -> list[dict]:
             model.meta.setdefault("_facets", []).append({"pair": f"{up}-{lo}", "side": name, "refs": refs, "normal": n,
                                                          "K": Ks})
             info.append({"pair": f"{up}-{lo}", "side": name, "centre": centre.tolist(), "normal": n.tolist(),
-                         "nodes": [int(len(p)) for p in patches]})
+                         "nodes": [len(p) for p in patches]})
     return info
 
 

@@ -24,6 +24,8 @@ isotropic "bone" (E_b = 100 MPa, nu = 0.3), a bar along z at (x, y) = (0.31, 0.1
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -31,7 +33,11 @@ from fembone.cases import build_model
 from fembone.core.analysis import solve
 from fembone.core.constraints import check_constrained
 from fembone.core.meshgen import box_mesh, write_mesh
-from fembone.spine.screw_coupling import CORE_RESIDUAL, distributing_coefficients, ring_points
+from fembone.spine.screw_coupling import (
+    CORE_RESIDUAL,
+    distributing_coefficients,
+    ring_points,
+)
 from fembone.spine.screws import screw_results
 
 W, L = 10.0, 40.0
@@ -156,8 +162,8 @@ def test_surface_coupling_converges_where_the_line_does_not(meshes):
                 dk, ds = k / rr[i - 1][1] - 1, s / rr[i - 1][2] - 1
                 change[c].append((dk, ds))
             print(f"{c:8s}  {div}x{div}x{4 * div:<4d} {W / div:6.3f}  {k:9.2f}  {dk:+7.2%}  {s:.4f}  {ds:+7.2%}")
-    (sk1, ss1), (sk2, ss2) = change["surface"]
-    (lk1, ls1), (lk2, ls2) = change["line"]
+    (sk1, _), (sk2, ss2) = change["surface"]
+    (_, ls1), (_, ls2) = change["line"]
     # surface: the last refinement changes the share by < 1 % and the stiffness by < 4 %, and the
     # stiffness change at least halves from one refinement to the next (first-order convergence)
     assert abs(ss2) < 0.01 and abs(sk2) < 0.04, change["surface"]
@@ -186,7 +192,7 @@ def test_interface_springs_on_the_ring(meshes):
     print(f"tied: N = {tied:.7g} N; " + ", ".join(f"k = {k:g} N/mm/mm: N = {v:.7g}" for k, v in forces.items()))
     assert forces[1e9] == pytest.approx(tied, rel=1e-5)
     seq = [forces[k] for k in (1e9, 1e3, 10.0, 0.1)]
-    assert all(a > b for a, b in zip(seq, seq[1:])), seq
+    assert all(a > b for a, b in itertools.pairwise(seq)), seq
     assert forces[0.1] < 0.2 * tied
 
 

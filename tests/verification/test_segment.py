@@ -149,7 +149,7 @@ def fixed():
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["intact", "fixed"])
 def test_segment_equilibrium_and_load_sharing(which, request):
-    model, res = request.getfixturevalue(which)
+    _, res = request.getfixturevalue(which)
     for name, lc in res.loadcases.items():
         ls = lc.extra["load_sharing"]
         total = np.asarray(ls["total_force"])
