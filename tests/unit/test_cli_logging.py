@@ -80,7 +80,9 @@ def test_cg_progress_lines(case, monkeypatch, caplog):
     from fembone.cases import load_case
     from fembone.core.analysis import solve
 
-    monkeypatch.setattr(S, "PROGRESS_S", 0.0)
+    from fembone.core import solvers_base
+
+    monkeypatch.setattr(solvers_base, "PROGRESS_S", 0.0)  # CG lives in solvers_base
     with caplog.at_level(logging.INFO, logger="fembone.solvers"):
         res = solve(load_case(case("amg")))
     lines = [r.getMessage() for r in caplog.records if r.name == "fembone.solvers"]

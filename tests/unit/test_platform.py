@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from fembone.core import solvers as S
+from fembone.core import solvers_pardiso as SP  # where the MKL search and PARDISO live
 from fembone.core.errors import InputError
 
 
@@ -58,7 +59,7 @@ def no_walk(monkeypatch):
     monkeypatch.setattr(Path, "glob", boom)
     for var in S.MKL_ENV:
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(S, "find_library", lambda name: None)
+    monkeypatch.setattr(SP, "find_library", lambda name: None)
 
 
 # RECORD entries as the real wheels list them (paths relative to site-packages)
@@ -84,7 +85,7 @@ def test_listed_but_missing_file_is_skipped(tmp_path, monkeypatch, no_walk):
     site.mkdir(parents=True)
     files = [FakeRecordPath("../../libmkl_rt.so.2", site)]  # never created on disk
     monkeypatch.setattr(importlib.metadata, "files", lambda name: files)
-    monkeypatch.setattr(S.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(SP.platform, "machine", lambda: "x86_64")
     path, how = S._mkl_search()
     assert path is None and "pip install mkl" in how and "FEMBONE_MKL_RT" in how
 
@@ -102,7 +103,7 @@ def test_system_loader_is_the_last_resort(monkeypatch, no_walk):
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "files", not_installed)
-    monkeypatch.setattr(S, "find_library", lambda name: "libmkl_rt.so.2" if name == "mkl_rt" else None)
+    monkeypatch.setattr(SP, "find_library", lambda name: "libmkl_rt.so.2" if name == "mkl_rt" else None)
     assert S._mkl_search() == ("libmkl_rt.so.2", "the system library path")
 
 
@@ -111,7 +112,7 @@ def test_no_wheel_platform_is_named(monkeypatch, no_walk):
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "files", not_installed)
-    monkeypatch.setattr(S.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(SP.platform, "machine", lambda: "aarch64")
     path, how = S._mkl_search()
     assert path is None and "no MKL wheel exists for this platform" in how and "aarch64" in how
 
@@ -121,7 +122,7 @@ def no_pardiso(monkeypatch):
     """Simulate a machine where libmkl_rt cannot be found."""
     monkeypatch.setattr(S.Pardiso, "_lib", None)
     monkeypatch.setattr(S.Pardiso, "_why_not", None)
-    monkeypatch.setattr(S, "_mkl_search", lambda: (None, "MKL runtime not found (simulated)"))
+    monkeypatch.setattr(SP, "_mkl_search", lambda: (None, "MKL runtime not found (simulated)"))
     S._hint_once.cache_clear()
     yield
     S._hint_once.cache_clear()
