@@ -8,9 +8,17 @@ Method*, §2.7), written in index form to avoid the 6 x 3n B matrix:
 
 with g = dN/dx * sqrt(w |J|) stored once per mesh (:class:`ElementGeometry`).  For an
 isotropic material this collapses to lambda P_iajb + mu (delta_ab sum_c P_icjc + P_ibja).
-The sparsity pattern is built once per mesh on 3x3 node blocks of the upper triangle;
-assembly is then one ``np.bincount`` per chunk of elements, and a change of material
-values (the parametric-study case) reuses geometry and pattern.
+For straight-sided (affine) elements J is constant, dN/dx = dN/dxi J^-1, and
+
+    P_icjd = det J sum_ab M_iajb Jinv_ca Jinv_db,   M_iajb = sum_q w_q dN_i/dxi_a dN_j/dxi_b,
+
+with M the same for every element: the pair products of all affine elements come from one
+matrix product (npair, 9) x (9, 9 ne) instead of a loop over quadrature points (the rule
+is exact for the affine stiffness, so both paths agree to round-off).  Curved tet10 take
+the quadrature path.  The sparsity pattern is built once per mesh on 3x3 node blocks of
+the upper triangle; assembly is then nine ``np.bincount`` calls per pass over the
+elements, and a change of material values (the parametric-study case) reuses geometry,
+affine data and pattern.
 """
 
 from __future__ import annotations
@@ -174,6 +182,53 @@ def pair_products(grads: np.ndarray, wdet: np.ndarray) -> np.ndarray:
     return P
 
 
+#: mid-edge nodes this close (relative to the element size) to their edge's midpoint make a tet10 affine
+AFFINE_TOL = 1e-10
+
+
+def affine_elements(mesh: Mesh) -> np.ndarray:
+    """Mask (ne,) of elements whose map from the reference tetrahedron is affine (tet4 always;
+    tet10 when every mid-edge node lies at its edge's midpoint)."""
+    if mesh.order == 1:
+        return np.ones(mesh.n_elements, bool)
+    from fembone.core.elements import TET10_EDGES
+
+    x = mesh.points[mesh.cells]  # (ne, 10, 3)
+    mid = 0.5 * (x[:, TET10_EDGES[:, 0]] + x[:, TET10_EDGES[:, 1]])
+    dev = np.abs(x[:, 4:] - mid).max(axis=(1, 2))
+    size = np.abs(x[:, 1:4] - x[:, :1]).max(axis=(1, 2))
+    return dev <= AFFINE_TOL * size
+
+
+def reference_pair_moments(mesh: Mesh, degree: int | None = None) -> np.ndarray:
+    """M (npair, 3, 3): sum_q w_q dN_i/dxi_a dN_j/dxi_b for the upper node pairs i <= j."""
+    quad = mesh.element.quadrature(degree)
+    g = mesh.element.grad(quad.points)  # (nq, nen, 3)
+    iu, ju = np.triu_indices(g.shape[1])
+    return np.einsum("q,qpa,qpb->pab", quad.weights, g[:, iu], g[:, ju])
+
+
+def affine_pair_products(M: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """Pair products P (npair, 3, 3, nc) of affine elements from their corner coordinates (nc, 4, 3).
+
+    P_icjd = det J sum_ab M_iajb Jinv_ca Jinv_db with J_aj = x_{a+1, j} - x_{0, j}: one
+    (npair, 9) x (9, 9 nc) matrix product.
+    """
+    nc = corners.shape[0]
+    J = (corners[:, 1:] - corners[:, :1]).transpose(1, 2, 0)  # (a, j, e)
+    Jinv, det = inv3(J)  # Jinv[j, a] = d xi_a / d x_j
+    H = np.einsum("cae,dbe->abcde", Jinv, Jinv, optimize=False).reshape(9, 9 * nc)
+    P = (M.reshape(len(M), 9) @ H).reshape(len(M), 3, 3, nc)
+    P *= det
+    # pairs (i, i): P_icid is symmetric in (c, d); the product's summation order is not,
+    # so make it exact (a symmetric K bit for bit, as the quadrature path gives)
+    nen = int(round((np.sqrt(8 * len(M) + 1) - 1) / 2))
+    iu, ju = np.triu_indices(nen)
+    d = np.flatnonzero(iu == ju)
+    P[d] = 0.5 * (P[d] + P[d].transpose(0, 2, 1, 3))
+    return P
+
+
 def stiffness_blocks(P: np.ndarray, lam=None, mu=None, C=None) -> np.ndarray:
     """Element 3x3 blocks K_ab (npair, 3, 3, nc) from pair products and material data.
 
@@ -191,16 +246,53 @@ def stiffness_blocks(P: np.ndarray, lam=None, mu=None, C=None) -> np.ndarray:
 
 
 class Assembler:
-    """Global stiffness of one mesh; geometry and pattern are computed once, then reused."""
+    """Global stiffness of one mesh; geometry, affine data and pattern are computed once, then reused."""
 
     def __init__(self, mesh: Mesh, n_dofs: int | None = None, degree: int | None = None):
         self.mesh = mesh
-        self.geometry = element_geometry(mesh, degree)
+        self.degree = degree
+        self._geometry: ElementGeometry | None = None
         self.pattern = build_pattern(mesh.cells, mesh.n_nodes, n_dofs)
+        self.affine = affine_elements(mesh)
+        self.moments = reference_pair_moments(mesh, degree)
+
+    @property
+    def geometry(self) -> ElementGeometry:
+        """dN/dx at the quadrature points of every element, computed on first use: affine
+        elements assemble without it, so it is first made for post-processing (after the
+        solver's set-up, whose peak memory it would otherwise add to)."""
+        if getattr(self, "_geometry", None) is None:
+            self._geometry = element_geometry(self.mesh, getattr(self, "degree", None))
+        return self._geometry
+
+    @geometry.setter
+    def geometry(self, geo: ElementGeometry) -> None:
+        self._geometry = geo
 
     @property
     def n_dofs(self) -> int:
         return self.pattern.n_dofs
+
+    def pair_products(self, s: slice) -> np.ndarray:
+        """P (npair, 3, 3, nc) of the elements in slice ``s``: one matrix product for the
+        affine ones, the quadrature sum for the others (curved tet10)."""
+        aff = getattr(self, "affine", None)
+        aff = np.zeros(s.stop - s.start, bool) if aff is None else aff[s]
+        if not aff.any():
+            geo = self.geometry
+            return pair_products(geo.grads[..., s], geo.wdet[:, s])
+        M = getattr(self, "moments", None)
+        if M is None:
+            M = self.moments = reference_pair_moments(self.mesh)
+        corners = self.mesh.points[self.mesh.cells[s, :4]]
+        if aff.all():
+            return affine_pair_products(M, corners)
+        P = np.empty((len(M), 3, 3, len(aff)))
+        P[..., aff] = affine_pair_products(M, corners[aff])
+        cur = np.flatnonzero(~aff) + s.start
+        geo = self.geometry
+        P[..., ~aff] = pair_products(geo.grads[..., cur], geo.wdet[:, cur])
+        return P
 
     def upper_blocks(self, lam=None, mu=None, C=None) -> np.ndarray:
         """Summed unique upper 3x3 blocks (nb, 3, 3), N/mm.
@@ -208,27 +300,42 @@ class Assembler:
         Give per-element Lame parameters ``lam, mu`` (MPa, arrays (ne,)) for isotropic
         materials, or Voigt stiffnesses ``C`` (ne, 6, 6) in general.
         """
-        pat, geo = self.pattern, self.geometry
+        pat = self.pattern
         ne = self.mesh.n_elements
         npair = pat.inv.shape[0]
-        # element blocks are summed pass by pass: one pass holds at most PASS_BYTES of them
-        # (all of them at once was the peak memory of a 2M-DOF model)
-        per_pass = max(CHUNK, (PASS_BYTES // (9 * npair * 8)) // CHUNK * CHUNK)
         out = np.zeros((3, 3, pat.n_blocks))
+        if C is None:
+            lam, mu = np.asarray(lam, float), np.asarray(mu, float)
+            # isotropic: K_ab = lam P_ab + mu P_ba + mu tr(P) delta_ab; a block stored transposed
+            # (global row > column) swaps the roles of lam and mu off the diagonal
+            for s0 in range(0, ne, CHUNK):
+                s = slice(s0, min(s0 + CHUNK, ne))
+                P = self.pair_products(s)
+                sw = pat.swap[:, s]
+                lo = np.where(sw, mu[s], lam[s])  # (npair, nc) coefficient of P_ab
+                hi = np.where(sw, lam[s], mu[s])  # coefficient of P_ba
+                tr = mu[s] * (P[:, 0, 0] + P[:, 1, 1] + P[:, 2, 2])
+                idx = pat.inv[:, s].ravel()
+                for a in range(3):
+                    for b in range(3):
+                        w = lo * P[:, a, b] + hi * P[:, b, a]
+                        if a == b:
+                            w += tr
+                        out[a, b] += np.bincount(idx, weights=w.ravel(), minlength=pat.n_blocks)
+                del P
+            return np.ascontiguousarray(out.transpose(2, 0, 1))
+        # general anisotropic: element blocks summed pass by pass, at most PASS_BYTES held at once
+        per_pass = max(CHUNK, (PASS_BYTES // (9 * npair * 8)) // CHUNK * CHUNK)
         for p0 in range(0, ne, per_pass):
             p1 = min(p0 + per_pass, ne)
             vals = np.empty((3, 3, npair, p1 - p0))
             for s0 in range(p0, p1, CHUNK):
                 s = slice(s0, min(s0 + CHUNK, p1))
-                P = pair_products(geo.grads[..., s], geo.wdet[:, s])
-                if C is None:
-                    K = stiffness_blocks(P, np.asarray(lam)[s], np.asarray(mu)[s])
-                else:
-                    K = stiffness_blocks(P, C=np.asarray(C)[s])
+                K = stiffness_blocks(self.pair_products(s), C=np.asarray(C)[s])
                 sw = pat.swap[:, s][:, None, None, :]
                 K = np.where(sw, K.transpose(0, 2, 1, 3), K)
                 vals[..., s0 - p0 : s.stop - p0] = K.transpose(1, 2, 0, 3)
-                del P, K
+                del K
             idx = pat.inv[:, p0:p1].ravel()
             for a in range(3):
                 for b in range(3):
@@ -247,8 +354,50 @@ def blocks_to_matrix(pat: Pattern, U: np.ndarray, fmt: str = "csr") -> sp.spmatr
     if fmt == "upper":
         Ub = sp.bsr_matrix((U, pat.cols.astype(pat.indices.dtype), pat.upper_indptr), shape=(n, n))
         return sp.triu(Ub.tocsr(), format="csr")
+    if fmt == "csr":
+        return blocks_to_csr(pat, U)
     data = np.concatenate([U, U[pat.strict].transpose(0, 2, 1)])[pat.perm]
     K = sp.bsr_matrix((data, pat.indices, pat.indptr), shape=(n, n))
-    if fmt == "bsr":
-        return K
-    return K.tocsr() if fmt == "csr" else K.asformat(fmt)
+    return K if fmt == "bsr" else K.asformat(fmt)
+
+
+def blocks_to_csr(pat: Pattern, U: np.ndarray) -> sp.csr_matrix:
+    """Full symmetric CSR (sorted indices) straight from the unique upper blocks U (nb, 3, 3).
+
+    Block b of block row i (m_i blocks, the t-th of its row) puts its entry (a, c) at
+    9 p_i + 3 a m_i + 3 t + c, with p_i = indptr[i]: no full block copy and no BSR
+    intermediate (at 804k DOFs that was two extra copies of the values, 1.1 GB).
+    """
+    n = pat.n_dofs
+    nnzb = len(pat.indices)
+    nb = pat.n_blocks
+    brow = np.repeat(np.arange(len(pat.indptr) - 1), np.diff(pat.indptr))  # block row of each full block
+    m = np.diff(pat.indptr)[brow]
+    base = 6 * pat.indptr[brow] + 3 * np.arange(nnzb)  # position of entry (0, 0) of each full block
+    del brow
+    where = np.empty(nnzb, np.int64)
+    where[pat.perm] = np.arange(nnzb)  # full position of each source block: [upper..., transposed strict...]
+    itype = np.int32 if 9 * nnzb < 2**31 - 1 and n < 2**31 - 1 else np.int64
+    indices = np.empty(9 * nnzb, itype)
+    data = np.empty(9 * nnzb)
+    col3 = 3 * pat.indices.astype(itype)
+    for a in range(3):
+        row_start = base + 3 * a * m
+        for c in range(3):
+            indices[row_start + c] = col3 + c
+    del col3
+    strict = np.flatnonzero(pat.strict)
+    for src, blocks, transpose in ((where[:nb], slice(None), False), (where[nb:], strict, True)):
+        b0, mm = base[src], 3 * m[src]
+        for a in range(3):
+            for c in range(3):
+                data[b0 + a * mm + c] = U[blocks, c, a] if transpose else U[blocks, a, c]
+        del b0, mm
+    indptr = np.empty(n + 1, itype)
+    rows_per_block = np.diff(pat.indptr)
+    starts = 9 * pat.indptr[:-1]
+    indptr[:-1] = (starts[:, None] + 3 * np.arange(3) * rows_per_block[:, None]).ravel()
+    indptr[-1] = 9 * nnzb
+    K = sp.csr_matrix((data, indices, indptr), shape=(n, n), copy=False)
+    K.has_sorted_indices = True
+    return K
