@@ -21,7 +21,7 @@ from fembone.core.constraints import Reduction, check_constrained, reduce_system
 from fembone.core.loads import face_quadrature
 from fembone.core.model import Model, Probe
 from fembone.core.results import Fields, compute_fields, equivalent_strain, principal, von_mises
-from fembone.core.solvers import Solver, choose_solver
+from fembone.core.solvers import AMG, MaskedMatrix, Solver, choose_solver
 
 EQUILIBRIUM_TOL = 1e-8
 #: model.meta keys reported in summary.json's provenance block rather than under meta
@@ -190,20 +190,27 @@ def solve(
     )
     names = list(model.loads)
     F = np.column_stack([model.loads[n] for n in names])
-    if model.prescribed:  # displacement-controlled load cases: their own offsets g
-        G = np.column_stack([red.offset(*model.prescribed[n]) if n in model.prescribed else red.g for n in names])
-        Kq = reduce_system(K, red)
-        Fq = red.T.T @ (F - K @ G)
-    else:
-        G = None
-        Kq, Fq = reduce_system(K, red, F)
-    B = model.layout.rigid_modes(mesh.points, scale=float(np.ptp(mesh.points, axis=0).max()))
-    B[red.dependent] = 0.0
     wanted = choose_solver(model.n_dofs, model.solver, n_rhs=len(names))
     if solver is None or type(solver) is not type(wanted):
         solver = wanted
     for k, v in model.solver_options.items():
         setattr(solver, k, v)
+    # AMG-CG only multiplies by K_q and builds its hierarchy from it: for supports alone
+    # (a selection) it gets K masked on the fly instead of a second matrix (memory)
+    masked = isinstance(solver, AMG) and red.is_selection and MaskedMatrix.fits(K, red.dependent)
+    if model.prescribed:  # displacement-controlled load cases: their own offsets g
+        G = np.column_stack([red.offset(*model.prescribed[n]) if n in model.prescribed else red.g for n in names])
+        Kq = MaskedMatrix(K, red.dependent) if masked else reduce_system(K, red)
+        Fq = red.T.T @ (F - K @ G)
+    elif masked:
+        G = None
+        Kq = MaskedMatrix(K, red.dependent)
+        Fq = red.T.T @ (F - (K @ red.g)[:, None] if np.any(red.g) else F)
+    else:
+        G = None
+        Kq, Fq = reduce_system(K, red, F)
+    B = model.layout.rigid_modes(mesh.points, scale=float(np.ptp(mesh.points, axis=0).max()))
+    B[red.dependent] = 0.0
     log.log(level, "setting up solver %s (%s)", solver.name, _SETUP_WORDS.get(solver.name, "factorisation"))
     solver.setup(Kq, near_nullspace=B)
     timings["factorise"] = time.perf_counter() - t
@@ -214,6 +221,8 @@ def solve(
     Q = solver.solve(Fq)
     U = red.expand(Q.reshape(len(Fq), -1)) if G is None else red.T @ Q.reshape(len(Fq), -1) + G
     timings["solve"] = time.perf_counter() - t
+    solver.trim()  # what the next set-up rebuilds anyway (an AMG hierarchy) is not kept through post-processing
+    del Kq
     progress("solve", timings["solve"], f"{len(names)} load case(s), residual {solver.info.get('residual', 0):.1e}")
 
     log.log(level, "post-processing %d load case(s)%s", len(names), "" if nodal else " (no nodal recovery)")
