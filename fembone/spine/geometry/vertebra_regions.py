@@ -130,6 +130,12 @@ def _clip(occ, inc: Inclusion, region: int, level: str, required: bool = True) -
     e = _ellipsoid(occ, inc)
     out, _ = occ.intersect([(3, e)], [(3, region)], removeObject=True, removeTool=False)
     out = [dt for dt in out if dt[0] == 3]
+    for scale in (1.0 - 1e-3, 1.0 + 1e-3):  # OpenCASCADE sometimes loses a near-tangent intersection
+        if out:
+            break
+        nudged = Inclusion(inc.label, inc.center, tuple(r * scale for r in inc.radii), inc.axes, inc.clip)
+        out, _ = occ.intersect([(3, _ellipsoid(occ, nudged))], [(3, region)], removeObject=True, removeTool=False)
+        out = [dt for dt in out if dt[0] == 3]
     if not out and required:
         where = "the trabecular core" if inc.clip == "trabecular" else "the vertebral body"
         raise InputError(
