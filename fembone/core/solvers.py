@@ -36,15 +36,21 @@ from fembone.core.solvers_pardiso import (
 __all__ = [
     "AMG", "CGProgress", "Cholmod", "DIRECT_CAP", "DIRECT_LIMIT", "LANCZOS_STEPS", "Level", "MKL_ENV",
     "MKL_RT_PATTERNS", "MaskedMatrix", "PROGRESS_S", "Pardiso", "RTOL", "SMALL_LIMIT", "SOLVERS", "Solver",
-    "SuperLU", "VCycle", "build_hierarchy", "choose_solver", "direct_limit", "pcg", "register",
+    "SuperLU", "VCycle", "AMG_SETUP_SHARE", "FACTOR_EXPONENT", "build_hierarchy", "choose_solver", "direct_limit", "pcg", "register",
     "spectral_radius_dinv", "_PARDISO_ERRORS", "_block_pcg", "_eta", "_find_mkl", "_mkl_from_distribution",
     "_mkl_platform", "_mkl_search", "_pcg", "log",
 ]
 
 #: models up to this many DOFs use a direct factorisation by default (one load case; see
-#: :func:`direct_limit` for several).  Re-measured on the vertebra-like tet10 body after the
-#: AMG changes (benchmarks/README.md, "Solver choice").
-DIRECT_LIMIT = 150_000
+#: :func:`direct_limit` for several).  Re-measured on the vertebra-like tet10 body with the
+#: single-precision AMG cycle (benchmarks/README.md, "Solver choice"): CPU s of set-up +
+#: solve, PARDISO vs AMG-CG, 3.6 vs 8.6 at 49k DOFs, 14.9 vs 15.5 at 115k, 51 vs 21 at 205k.
+DIRECT_LIMIT = 120_000
+#: share of AMG-CG's one-load-case time spent in its set-up (the rest is paid per load case);
+#: 3.9 of 15.5 s at 115k DOFs
+AMG_SETUP_SHARE = 0.25
+#: PARDISO's factorisation time grows about as n^1.6 (15 s at 115k, 51 s at 205k CPU)
+FACTOR_EXPONENT = 1.6
 #: models up to this many DOFs use SuperLU (no set-up cost worth avoiding)
 SMALL_LIMIT = 20_000
 
@@ -110,11 +116,14 @@ DIRECT_CAP = 500_000
 def direct_limit(n_rhs: int = 1) -> int:
     """DOFs up to which a factorisation beats AMG-CG for ``n_rhs`` load cases.
 
-    One factorisation serves every load case, while CG pays per load case: with the
-    measured costs (benchmarks/README.md: PARDISO factor ~ n^1.6, AMG setup + CG ~ n per
-    load case) the cross-over moves up roughly as n_rhs^0.8, capped by DIRECT_CAP.
+    One factorisation (time a n^1.6) serves every load case, while AMG-CG pays its set-up
+    once and CG per load case (time (s + k c) n, s = 0.25 of the one-case time): the two
+    meet at n_k = n_1 ((s + k c) / (s + c))^(1 / 0.6), capped by :data:`DIRECT_CAP`
+    (memory of the factor).  120k DOFs for one load case, 305k for two, 500k from three on.
     """
-    return int(min(DIRECT_LIMIT * max(1, n_rhs) ** 0.8, DIRECT_CAP))
+    k = max(1, n_rhs)
+    grow = (AMG_SETUP_SHARE + (1.0 - AMG_SETUP_SHARE) * k) ** (1.0 / (FACTOR_EXPONENT - 1.0))
+    return int(min(DIRECT_LIMIT * grow, DIRECT_CAP))
 
 
 def choose_solver(n_dofs: int, requested: str | None = None, where: str = "solver", n_rhs: int = 1) -> Solver:

@@ -96,3 +96,13 @@ def test_analysis_with_amg_matches_superlu(box):
         assert err < 1e-8, f"{name}: AMG-CG vs SuperLU {err:.2e}"
         assert amg.loadcases[name].equilibrium_error < 1e-8
     assert amg.linear_solver.M is None  # the hierarchy is not kept through post-processing
+
+
+def test_direct_limit_grows_with_load_cases():
+    from fembone.core.solvers import DIRECT_CAP, DIRECT_LIMIT, direct_limit
+
+    assert direct_limit(1) == DIRECT_LIMIT == 120_000
+    # two load cases: AMG pays 0.25 + 2 x 0.75 = 1.75 one-case times; a n^1.6 = 1.75 b n
+    # moves the cross-over by 1.75^(1/0.6) = exp(0.5596 x 1.6667) = 2.5413
+    assert abs(direct_limit(2) - 120_000 * 2.5413) < 120_000 * 1e-4
+    assert direct_limit(5) == DIRECT_CAP == 500_000
