@@ -122,10 +122,18 @@ class VertebraExtension(Extension):
             return ctx.read_mesh(out)
         plain = ctx.read_mesh(_generate(g, **({"posterior": False} if not g.posterior else {})))
         plan = plan_regions(spec, plain, spec.material_info["porosity"])
+        out = None
         try:
             out = _generate(g, inclusions=tuple(plan.inclusions), **options)
+            mesh = ctx.read_mesh(out)
         except FemboneError as exc:
-            if isinstance(exc, InputError) or any(c.technique == "kyphoplasty" for c in spec.cement):
+            # the plan placed every region inside the bone, so an inclusion the generator calls
+            # misplaced (an OpenCASCADE boolean that failed) or a mesh with zero-volume slivers
+            # (check_mesh, on reading it) is the generator's failure at a tangency, not bad input;
+            # other input errors (e.g. a cap thinner than the endplate dishing) are the case's
+            own = (isinstance(exc, InputError) and not (exc.where or "").startswith("inclusions.")
+                   and (out is None or exc.where != str(out)))
+            if own or any(c.technique == "kyphoplasty" for c in spec.cement):
                 raise
             # a tangency gmsh cannot mesh: the same regions painted as volume fractions still answer
             warnings.warn(f"conforming regions could not be meshed ({exc}); lesions and cement are painted as "
@@ -135,7 +143,6 @@ class VertebraExtension(Extension):
             ctx.meta["vertebra"]["mesh_file"] = str(out)
             return ctx.read_mesh(out)
         ctx.meta["vertebra"]["mesh_file"] = str(out)
-        mesh = ctx.read_mesh(out)
         ctx.plan = plan
         return _apply_plan(mesh, plan)
 
