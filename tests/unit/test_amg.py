@@ -106,3 +106,20 @@ def test_direct_limit_grows_with_load_cases():
     # moves the cross-over by 1.75^(1/0.6) = exp(0.5596 x 1.6667) = 2.5413
     assert abs(direct_limit(2) - 120_000 * 2.5413) < 120_000 * 1e-4
     assert direct_limit(5) == DIRECT_CAP == 500_000
+
+
+def test_strict_upper_in_row_blocks_equals_scipy_triu():
+    from fembone.core.solvers_amg import strict_upper
+
+    A = sp.random(300, 300, 0.05, format="csr", random_state=1, dtype=np.float32)
+    A = (A + A.T).tolil()
+    A[5, :] = 0  # an empty row, and one at the end
+    A[299, :] = 0
+    A = A.tocsr()
+    A.eliminate_zeros()
+    A.sort_indices()
+    for chunk in (7, 100, 1 << 22):
+        U = strict_upper(A, chunk)
+        ref = sp.triu(A, k=1, format="csr")
+        assert np.array_equal(U.indptr, ref.indptr) and np.array_equal(U.indices, ref.indices)
+        assert np.array_equal(U.data, ref.data) and U.dtype == np.float32
