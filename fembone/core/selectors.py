@@ -144,22 +144,11 @@ def parse_selector(where, path: str = "where") -> Selector:
 
 
 def _check_where(mesh: Mesh, where, path) -> tuple[str, object]:
-    if isinstance(where, Selector):
-        path, where = where.path, where.where
-    if not isinstance(where, dict) or len(where) != 1:
-        raise InputError(
-            f"a selector is a mapping with one of: {', '.join(SHAPES)} (got {show(where)})", path
-        )
-    (kind, spec), = where.items()
-    if kind not in SHAPES:
-        raise InputError(f"unknown selector (expected one of: {', '.join(SHAPES)})", f"{path}.{kind}")
-    if kind == "set":
-        if not isinstance(spec, str):
-            raise InputError(f"expected a set name, got {show(spec)}", f"{path}.set")
-        if spec not in mesh.cell_sets and spec not in mesh.facet_sets:
-            known = sorted(set(mesh.cell_sets) | set(mesh.facet_sets)) or ["none"]
-            raise InputError(f"no set '{spec}' in mesh {mesh.source} (sets: {', '.join(known)})", f"{path}.set")
-    return kind, spec
+    sel = parse_selector(where, path)
+    if sel.kind == "set" and sel.spec not in mesh.cell_sets and sel.spec not in mesh.facet_sets:
+        known = sorted(set(mesh.cell_sets) | set(mesh.facet_sets)) or ["none"]
+        raise InputError(f"no set '{sel.spec}' in mesh {mesh.source} (sets: {', '.join(known)})", f"{sel.path}.set")
+    return sel.kind, sel.spec
 
 
 def _scale(mesh: Mesh) -> float:
