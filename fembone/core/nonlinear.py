@@ -131,12 +131,22 @@ class PathResult:
         return int(np.argmax(self.force))
 
     def first_yield(self) -> tuple[float, float]:
-        """(lambda, force) at first yield, from the last wholly elastic step (linear up to there)."""
+        """(lambda, force) at first yield anywhere: from the elastic solution of the full prescribed
+        motion (the yield ratio of an elastic state scales with the load), else from the last
+        wholly elastic step."""
+        if "elastic_limit" in self.stats:
+            return self.stats["elastic_limit"]
         el = np.flatnonzero((self.max_ratio < 1.0) & (self.lam > 0))
         if len(el) == 0 or self.max_ratio[el[-1]] <= 0:
             return float("nan"), float("nan")
         k = el[-1]
         return float(self.lam[k] / self.max_ratio[k]), float(self.force[k] / self.max_ratio[k])
+
+
+def _elastic_stress(law: DruckerPrager, eps: np.ndarray) -> np.ndarray:
+    """C eps (Mandel) without forming the 6x6 matrices: 2G dev(eps) + K tr(eps) 1."""
+    tr = eps[:, :3].sum(axis=1)
+    return 2.0 * law.G[:, None] * (eps - np.outer(tr / 3.0, ONE)) + np.outer(law.K * tr, ONE)
 
 
 # -- element-level kernels on the plastic set ------------------------------------------------
@@ -400,6 +410,18 @@ def solve_path(
 
     u0, upd0, f0, _ = evaluate(q, 0.0, False)
     record(0.0, u0, f0, upd0, 0, 0)
+    elastic = {}
+    q_el = None
+    if not np.any(g0):  # elastic response to the full motion: elastic limit, and the first predictor
+        q_el = -lin.solve(reduce_system(K, red), T.T @ (K @ g1))
+        q_el[red.dependent] = 0.0
+        u_el = T @ q_el + g1
+        eps_el = kern.strain(u_el)
+        sig_el = _elastic_stress(law, eps_el)
+        ratio = float(law.yield_ratio(sig_el, np.zeros(npts)).max())
+        if ratio > 0:
+            elastic = {"elastic_limit": (1.0 / ratio, float(w @ red.reactions(K @ u_el)) / ratio),
+                       "elastic_force_full": float(w @ red.reactions(K @ u_el))}
     dlam_nominal = 1.0 / opt.steps
     dlam = dlam_nominal
     lam = 0.0
@@ -413,7 +435,10 @@ def solve_path(
         dl = min(dlam, 1.0 - lam)
         lam_new = lam + dl
         # predictor: extrapolate the last increment
-        q_try = q + (dl / (lam - lam_prev)) * (q - q_prev) if lam > lam_prev else q.copy()
+        if lam > lam_prev:
+            q_try = q + (dl / (lam - lam_prev)) * (q - q_prev)
+        else:
+            q_try = lam_new * q_el if q_el is not None else q.copy()
         ok, its, state, ls = _newton(evaluate, q_try, lam_new, red, kern, K, lin, opt)
         ls_total += ls
         if not ok:
@@ -445,7 +470,7 @@ def solve_path(
         if opt.stop_drop is not None and peak > 0 and F < (1.0 - opt.stop_drop) * peak:
             message = f"stopped after the peak: force fell {100 * opt.stop_drop:.0f} % below it"
             break
-    stats = dict(lin.stats, wall_s=time.perf_counter() - t0, line_search_evaluations=ls_total,
+    stats = dict(lin.stats, **elastic, wall_s=time.perf_counter() - t0, line_search_evaluations=ls_total,
                  newton_iterations=int(np.sum(out["iterations"])), steps=len(out["lam"]) - 1,
                  step_cuts=int(np.sum(out["cuts"])), plastic_points=int(npts))
     return PathResult(np.array(out["lam"]), np.array(out["force"]), np.array(out["iterations"]),
