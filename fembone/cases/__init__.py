@@ -6,6 +6,7 @@ the model; ``load_case`` does both.  Importing this package registers every exte
 """
 
 from fembone.cases import vertebra as _vertebra  # noqa: F401  (registers the vertebra extension)
+from fembone.cases import analysis as _analysis  # noqa: F401  (registers 'analysis', after vertebra)
 from fembone.cases import ct as _ct  # noqa: F401  (registers the CT extension; after vertebra: it adds to it)
 from fembone.cases import segment as _segment  # noqa: F401  (registers the segment extension)
 from fembone.cases.build import build

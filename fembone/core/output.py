@@ -104,7 +104,8 @@ def write_pvd(path: Path, files: dict[str, str]) -> Path:
 
 def write_results(result: Result, out: Path, vtu: bool = True) -> dict:
     """Write ``summary.json``, one VTU per load case and ``<case>.pvd`` grouping them into
-    ``out``; returns the summary."""
+    ``out``, plus the files of ``model.meta['_writers']`` (callables ``(result, out, vtu=)``
+    returning ``{label: file name}``, listed under ``extra_files``); returns the summary."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
@@ -116,6 +117,8 @@ def write_results(result: Result, out: Path, vtu: bool = True) -> dict:
             files[name] = p.name
         summary["files"] = files
         summary["collection"] = write_pvd(out / f"{_safe(result.model.name)}.pvd", files).name
+    for writer in result.model.meta.get("_writers", ()):  # extra result files of model extensions
+        summary.setdefault("extra_files", {}).update(writer(result, out, vtu=vtu))
     summary["provenance"] = provenance(result)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, allow_nan=False, default=float) + "\n")
     return summary
