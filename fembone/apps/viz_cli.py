@@ -2,9 +2,14 @@
 
     fembone view results/L1-lytic --field min_principal_strain --clip sagittal \\
         --loadcase flexion --deform 200 --screenshot flexion.png --html flexion.html
+    fembone view cases/L2_verse_ct.yaml --field ct_density_mgcc     # the model, before any solve
 
 With a display and neither --screenshot nor --html, a window opens; without a display
 (or with --off-screen) the picture is written next to the VTU as ``<load case>.png``.
+Given a case file, the model is built (mesh and material map, no solve) and written to
+``<out>/model.vtu`` (``--out``, default ``results/<case name>``) with material id,
+Young's modulus (MPa) and the model's own fields (CT density mg/cc and modulus MPa, lesion
+and cement shares); the default field is then the mapped modulus.
 """
 
 from __future__ import annotations
@@ -52,10 +57,13 @@ def _clim(text: str | None):
 def _view_configure(p):
     from fembone.apps.viz import CLIPS
 
-    p.add_argument("result", help="result folder (with summary.json and VTUs) or a .vtu file")
+    p.add_argument("result", help="result folder (with summary.json and VTUs), a .vtu file, or a case file "
+                   "(.yaml/.json: the model before any solve)")
+    p.add_argument("--out", "-o", help="with a case file: folder for model.vtu (default results/<case name>)")
     p.add_argument(
-        "--field", "-f", default="von_mises",
-        help="von_mises (default), min_principal_strain, max_principal_strain, equivalent_strain, displacement, "
+        "--field", "-f", default=None,
+        help="von_mises (default for results; for a case file: ct_modulus_MPa when CT-mapped, else youngs_modulus), "
+        "ct_density_mgcc, min_principal_strain, max_principal_strain, equivalent_strain, displacement, "
         "displacement_x/y/z, min/max_principal_stress, stress_xx.., strain_xx.., yield_index, material, "
         "lesion_fraction, cement_fraction, or any array of the VTU",
     )
@@ -69,6 +77,25 @@ def _view_configure(p):
     p.add_argument("--off-screen", action="store_true", help="never open a window")
 
 
+CASE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _model_vtu(case: str, out: str | None) -> tuple[Path, str]:
+    """Build a case's model (no solve) and write ``model.vtu``; returns its path and the default field."""
+    from fembone.apps.cli import writable_dir
+    from fembone.cases.generic import load_case
+    from fembone.core.fieldmesh import model_mesh
+
+    if not Path(case).is_file():
+        raise InputError("no such case file", case)
+    model = load_case(case)
+    folder = writable_dir(out if out else Path("results") / model.name)
+    path = folder / "model.vtu"
+    model_mesh(model).write(path, binary=True)
+    print(f"written: {path}")
+    return path, ("ct_modulus_MPa" if "ct_modulus_MPa" in model.cell_data else "youngs_modulus")
+
+
 @command("view", "show a result field: window, PNG (--screenshot) or interactive HTML (--html)", _view_configure)
 def cmd_view(args) -> int:
     from fembone.apps import viz
@@ -76,6 +103,10 @@ def cmd_view(args) -> int:
     deform = _deform(args.deform)
     size = _size(args.size)
     clim = _clim(args.clim)
+    if Path(args.result).suffix.lower() in CASE_SUFFIXES:
+        vtu_path, default_field = _model_vtu(args.result, args.out)
+        args.result, args.field = str(vtu_path), args.field or default_field
+    args.field = args.field or "von_mises"
     vtu = viz.find_vtu(args.result, args.loadcase)
     if args.html:
         path = viz.export_html(vtu, args.html, field=args.field, clip=args.clip, deform=deform)

@@ -72,3 +72,29 @@ def loadcase_mesh(result, lc):
     return meshio.Mesh(pts, cells + [("line", conn)], point_data=pd, cell_data=cd)
 
 
+
+
+def youngs_modulus(C: np.ndarray) -> np.ndarray:
+    """Per-element Young's modulus (MPa) from Voigt stiffnesses ``C`` (ne, 6, 6).
+
+    3 / (S11 + S22 + S33) with S = C^-1: the exact E of an isotropic element, and the mean
+    axial compliance's modulus of an anisotropic one.
+    """
+    S = np.linalg.inv(np.asarray(C, float))
+    return 3.0 / (S[:, 0, 0] + S[:, 1, 1] + S[:, 2, 2])
+
+
+def model_mesh(model):
+    """A ``meshio.Mesh`` of a model before any solve: material id, Young's modulus and the
+    model's own per-element fields (mapped CT density and modulus, lesion and cement shares)."""
+    import meshio
+
+    mesh = model.mesh
+    ctype = "tetra" if mesh.order == 1 else "tetra10"
+    cell_data = {
+        "material": [model.material_id.astype(np.int32)],
+        "youngs_modulus": [youngs_modulus(model.C)],
+    }
+    for key, val in model.cell_data.items():
+        cell_data[key] = [np.asarray(val)]
+    return meshio.Mesh(mesh.points, [(ctype, mesh.cells)], cell_data=cell_data)

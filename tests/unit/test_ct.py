@@ -523,3 +523,39 @@ def test_bone_masked_interpolation_keeps_surface_elements_at_bone_density():
                           mask_bone=False)
     assert np.allclose(masked.modulus, -34.7 + 3230 * 0.150, rtol=1e-12)
     assert plain.modulus.min() < 0.8 * masked.modulus.min()
+
+
+def test_view_shows_the_mapped_material_before_any_solve(tmp_path):
+    """``fembone view CASE.yaml`` builds the CT model (no solve) and writes model.vtu with the
+    mapped density and modulus: the toy's trabecular 150 mg/cc maps to Kopperdahl 2002's
+    -34.7 + 3230 x 0.150 = 449.8 MPa, and that is the stiffness the model carries."""
+    meshio = pytest.importorskip("meshio")
+    pytest.importorskip("pyvista")
+    import yaml
+
+    from fembone.apps.cli import main
+
+    L, rho, A = _toy_vertebra()
+    _write_pair(tmp_path, "toy", L, rho, A)
+    ct = {"image": "toy_im.nii.gz",
+          "labels": {"file": "toy_seg.nii.gz", "bone": [1, 2, 3], "cortical": [2], "posterior": [3], "caps": [5, 6]},
+          "calibration": {"kind": "density"}, "law": "kopperdahl2002", "mesh_size": 2.5, "order": 1, "cranial": "+z"}
+    case = tmp_path / "toy.yaml"
+    case.write_text(yaml.safe_dump({"name": "toy", "ct": ct,
+                                    "loadcases": {"compression": [{"preset": "compression", "displacement": -0.2}]}}))
+    png = tmp_path / "density.png"
+    assert main(["view", str(case), "--out", str(tmp_path / "out"), "--field", "ct_density_mgcc",
+                 "--screenshot", str(png), "--size", "320x240"]) == 0
+    assert png.is_file() and png.stat().st_size > 2000
+    assert not (tmp_path / "out" / "summary.json").exists()  # nothing was solved
+    m = meshio.read(tmp_path / "out" / "model.vtu")
+    cd = {k: np.asarray(v[0], float) for k, v in m.cell_data.items()}
+    trab = np.isclose(cd["ct_density_mgcc"], 150.0, rtol=1e-9)
+    assert trab.sum() > 0.2 * len(trab)  # the whole interior of body and arch
+    assert cd["ct_modulus_MPa"][trab] == pytest.approx(-34.7 + 3230.0 * 0.150, rel=1e-12)
+    assert cd["youngs_modulus"][trab] == pytest.approx(-34.7 + 3230.0 * 0.150, rel=1e-9)
+    assert cd["ct_density_mgcc"].max() == pytest.approx(600.0)  # the cortical rim's density
+    # default field of a case file: the mapped modulus; a missing case file is one line
+    assert main(["view", str(case), "--out", str(tmp_path / "out2"), "--screenshot", str(tmp_path / "e.png"),
+                 "--size", "320x240"]) == 0
+    assert main(["view", str(tmp_path / "nope.yaml")]) == 2
