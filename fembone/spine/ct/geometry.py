@@ -56,10 +56,7 @@ from fembone.core.errors import FemboneError, InputError
 from fembone.core.mesh import Mesh, check_mesh, promote_to_tet10
 from fembone.spine.ct.image import Image, bounding_box
 
-try:  # the surface-import helpers, through the geometry package's names
-    from fembone.spine.geometry import check_surface, detect_frame, parse_axis
-except ImportError:  # until the package re-exports them
-    from fembone.spine.geometry.surface import check_surface, detect_frame, parse_axis
+from fembone.spine.geometry.surface import check_surface, detect_frame, parse_axis
 
 __all__ = ["CTMesh", "build_ct_mesh", "GROUP_CODES"]
 
