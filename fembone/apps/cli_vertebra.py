@@ -82,6 +82,7 @@ def _compare_configure(p):
 @command("compare", "before/after table of cases (stiffness, bulge, failed volume, strength, risk)", _compare_configure)
 def cmd_compare(args) -> int:
     from fembone.apps.compare import comparison, format_table, load_summary, write_tables
+    from fembone.apps.compare_segment import is_segment
 
     log = StageLog(quiet=args.quiet)
     out = Path(args.out)
@@ -97,7 +98,11 @@ def cmd_compare(args) -> int:
     print(format_table(rows, names))
     csv_path, json_path = write_tables(rows, names, out)
     print(f"written: {csv_path}, {json_path}")
-    if args.figure:
+    if args.figure and all(is_segment(s) for s in summaries):  # segments: charts of ROM, load sharing, risk, implants
+        from fembone.apps.viz.segment_panel import segment_panel
+
+        print(f"written: {segment_panel(summaries, args.figure, titles=names)}")
+    elif args.figure:
         from fembone.apps import viz
 
         viz.compare_panel([s["_dir"] for s in summaries], args.figure, field=args.field, titles=names)

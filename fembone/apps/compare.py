@@ -14,6 +14,7 @@ import json
 import math
 from pathlib import Path
 
+from fembone.apps.compare_segment import segment_rows
 from fembone.core.errors import InputError
 
 #: (key in the load-case summary or its 'risk' object, label, unit)
@@ -87,6 +88,7 @@ def comparison(summaries: list[dict], intact: str | None = None) -> list[dict]:
                 ref = vals.get(ref_intact)
                 row["percent_of_intact"] = {n: (100 * v / ref if v is not None and ref else None) for n, v in vals.items()}
             rows.append(row)
+        rows.extend(segment_rows(summaries, lc))  # range of motion, load sharing, implants (segments only)
     return rows
 
 
