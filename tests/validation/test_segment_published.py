@@ -1,0 +1,112 @@
+"""T12-L2 segment range of motion under 7.5 N m pure moments against published in-vitro tests.
+
+Coarse model (tet10, mesh_size 6 mm, shell 2 mm: the cortex keeps its membrane stiffness
+E t; the ROM is within 3 % of the 4 mm / 1 mm shell model, README) of the generated T12, L1,
+L2 with their discs and facet springs, intact and with T12-L2 posterior fixation (pedicle
+screws in T12 and L2, 5.5 mm titanium rods).  Each published value and its band:
+
+* L1-L2: Yamamoto et al. 1989, Spine 14:1256 (10 specimens, L1-sacrum, pure moments up to
+  10 N m; one direction): flexion 5.8, extension 4.3, lateral bending 4.9, axial rotation
+  2.3 deg at 10 N m.  The 7.5 N m mean lies between 0.75 x and 1.0 x the 10 N m mean (the
+  load-displacement curve stiffens, so it is above the linear share and below the 10 N m
+  value); the band widens that interval by a specimen spread of +-35 % (about one standard
+  deviation in such tests; assumed, the abstract gives means only): [0.4875, 1.35] x R10.
+* T12-L1 is the thoracolumbar transition: its band is the hull of the L1-L2 band and a lower
+  thoracic band from Wilke et al. 2017, PLoS One 12:e0177823 (68 FSUs T1-T12 at +-7.5 N m,
+  symmetric motion; full ranges for T10-T12: flexion/extension 6-8, lateral bending 8-9,
+  axial rotation 7-8 deg, halved for one direction), widened by the same +-35 %.
+* Fixation: Pimenta et al. 2012, ScientificWorldJournal 2012:381814 (L2-L3 FSUs, 7.5 N m,
+  bilateral pedicle screws and rods on an intact disc): ROM reduced by 81 % (flexion-
+  extension), 73 % (lateral bending), 48 % (axial rotation); band +-15 points (stated).
+
+None of the bands was chosen after seeing the model's answer and no parameter was tuned.
+Known misses (pinned outside their band, reasons in the README): extension (the linear,
+symmetric model gives extension = flexion; specimens are stiffer in extension where the
+facets come into contact) and axial rotation (about 2.5x Yamamoto's mean: no annulus fibres,
+ligaments or facet contact gap), and hence the fixation's axial-rotation reduction.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fembone.cases import build_model
+from fembone.core.analysis import solve
+
+pytestmark = pytest.mark.slow
+
+MOMENTS = ("flexion", "extension", "lateral_bending", "axial_rotation")
+YAMAMOTO_L1L2_10NM = {"flexion": 5.8, "extension": 4.3, "lateral_bending": 4.9, "axial_rotation": 2.3}
+WILKE_T10T12_FULL = {"flexion": (6.0, 8.0), "extension": (6.0, 8.0), "lateral_bending": (8.0, 9.0), "axial_rotation": (7.0, 8.0)}
+SPREAD = 0.35
+PIMENTA_REDUCTION = {"flexion": 0.81, "lateral_bending": 0.73, "axial_rotation": 0.48}
+REDUCTION_BAND = 0.15
+
+KNOWN_MISSES = {("extension", "T12-L1"), ("extension", "L1-L2"), ("axial_rotation", "T12-L1"), ("axial_rotation", "L1-L2")}
+KNOWN_REDUCTION_MISSES = {("axial_rotation", "T12-L1"), ("axial_rotation", "L1-L2")}
+
+
+def band(loadcase: str, pair: str) -> tuple[float, float]:
+    """Published band (deg) for one direction at 7.5 N m."""
+    r10 = YAMAMOTO_L1L2_10NM[loadcase]
+    lo, hi = 0.75 * r10 * (1 - SPREAD), r10 * (1 + SPREAD)
+    if pair == "T12-L1":
+        a, b = WILKE_T10T12_FULL[loadcase]
+        lo, hi = min(lo, a / 2 * (1 - SPREAD)), max(hi, b / 2 * (1 + SPREAD))
+    return lo, hi
+
+
+def _case(fixed: bool) -> dict:
+    c = {"name": "T12-L2-fixed" if fixed else "T12-L2",
+         "segment": {"levels": ["T12", "L1", "L2"], "mesh_size": 6.0, "order": 2, "shell_thickness": 2.0},
+         "materials": {"preset": "normal"},
+         "loadcases": {k: [{"preset": k, "moment": 7500}] for k in MOMENTS}}
+    if fixed:
+        c.update(screws=[{"placement": "bilateral_transpedicular", "levels": ["T12", "L2"]}], rods={"diameter": 5.5, "material": "titanium"})
+    return c
+
+
+@pytest.fixture(scope="module")
+def rom():
+    out = {}
+    for fixed in (False, True):
+        model = build_model(_case(fixed), base=".", source="validation")
+        res = solve(model, nodal=False)
+        out[fixed] = {k: res.loadcases[k].extra["segment"]["range_of_motion_deg"] for k in MOMENTS}
+    print("load case        pair     intact  band (deg)      fixed  reduction  Pimenta 2012")
+    for k in MOMENTS:
+        for p, v in out[False][k].items():
+            lo, hi = band(k, p)
+            red = 1 - out[True][k][p] / v
+            pim = PIMENTA_REDUCTION.get(k, PIMENTA_REDUCTION["flexion"])
+            print(f"{k:16s} {p:8s} {v:6.2f}  [{lo:4.2f}, {hi:4.2f}]   {out[True][k][p]:6.2f}   {red:6.1%}     {pim:.0%}")
+    return out
+
+
+@pytest.mark.parametrize("loadcase", MOMENTS)
+@pytest.mark.parametrize("pair", ["T12-L1", "L1-L2"])
+def test_intact_rom_within_published_band(rom, loadcase, pair):
+    v = rom[False][loadcase][pair]
+    lo, hi = band(loadcase, pair)
+    if (loadcase, pair) in KNOWN_MISSES:
+        assert v > hi, f"{loadcase} {pair}: {v:.2f} deg is now inside [{lo:.2f}, {hi:.2f}]: update KNOWN_MISSES and the README"
+    else:
+        assert lo <= v <= hi, f"{loadcase} {pair}: {v:.2f} deg outside [{lo:.2f}, {hi:.2f}]"
+
+
+def test_axial_rotation_miss_is_about_two_and_a_half_times_yamamoto(rom):
+    """The documented size of the axial-rotation miss at L1-L2 (README): 2-3x Yamamoto's 10 N m mean."""
+    ratio = rom[False]["axial_rotation"]["L1-L2"] / YAMAMOTO_L1L2_10NM["axial_rotation"]
+    assert 2.0 < ratio < 3.0, ratio
+
+
+@pytest.mark.parametrize("loadcase", list(PIMENTA_REDUCTION))
+@pytest.mark.parametrize("pair", ["T12-L1", "L1-L2"])
+def test_fixation_reduction_against_pimenta(rom, loadcase, pair):
+    red = 1 - rom[True][loadcase][pair] / rom[False][loadcase][pair]
+    pub = PIMENTA_REDUCTION[loadcase]
+    lo, hi = pub - REDUCTION_BAND, min(1.0, pub + REDUCTION_BAND)
+    if (loadcase, pair) in KNOWN_REDUCTION_MISSES:
+        assert red > hi, f"{loadcase} {pair}: reduction {red:.1%} is now inside [{lo:.0%}, {hi:.0%}]: update the misses and README"
+    else:
+        assert lo <= red <= hi, f"{loadcase} {pair}: reduction {red:.1%} outside [{lo:.0%}, {hi:.0%}] (Pimenta {pub:.0%})"
