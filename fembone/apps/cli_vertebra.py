@@ -79,9 +79,10 @@ def _compare_configure(p):
     p.add_argument("--quiet", "-q", action="store_true")
 
 
-@command("compare", "before/after table of cases (stiffness, bulge, failed volume, strength, risk)", _compare_configure)
+@command("compare", "before/after table of cases (stiffness, bulge, failed volume, strength, risk); "
+         "strength_curves.png when cases ran a strength analysis", _compare_configure)
 def cmd_compare(args) -> int:
-    from fembone.apps.compare import comparison, format_table, load_summary, write_tables
+    from fembone.apps.compare import comparison, format_table, load_summary, strength_runs, write_tables
     from fembone.apps.compare_segment import is_segment
 
     log = StageLog(quiet=args.quiet)
@@ -98,6 +99,11 @@ def cmd_compare(args) -> int:
     print(format_table(rows, names))
     csv_path, json_path = write_tables(rows, names, out)
     print(f"written: {csv_path}, {json_path}")
+    runs = strength_runs(summaries)
+    if runs:  # force-displacement curves of the strength analyses on one pair of axes
+        from fembone.apps.viz.curves import overlay_png
+
+        print(f"written: {overlay_png(runs, out / 'strength_curves.png')}")
     if args.figure and all(is_segment(s) for s in summaries):  # segments: charts of ROM, load sharing, risk, implants
         from fembone.apps.viz.segment_panel import segment_panel
 

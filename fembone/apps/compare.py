@@ -4,6 +4,11 @@ Each input is a case file (solved now, results written under ``out/<case name>``
 result folder holding ``summary.json`` (read).  The first case is the reference for the
 ratios; when an intact case is given (``intact=...`` or a case named '*intact*' without
 lesions), "restored" is each case's stiffness as a percentage of the intact one.
+
+Cases with a strength analysis (``analysis: {type: strength}``) add the nonlinear strength
+(peak platen force, N) and ``factor_of_risk_nonlinear`` (applied load / strength) beside the
+linear ``strength_estimate`` and ``factor_of_risk``; :func:`strength_runs` collects their
+force-displacement curves for one overlay PNG (:func:`fembone.apps.viz.curves.overlay_png`).
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ METRICS = [
     ("rotational_stiffness", "rotational stiffness", "N mm/rad"),
     ("posterior_wall_bulge", "posterior wall bulge", "mm"),
     ("failed_volume_fraction", "failed bone volume", "-"),
-    ("strength_estimate", "strength estimate", "N or N mm"),
-    ("factor_of_risk", "factor of risk", "-"),
+    ("strength_estimate", "strength estimate (linear)", "N or N mm"),
+    ("factor_of_risk", "factor of risk (linear)", "-"),
+    ("strength", "strength (nonlinear peak)", "N"),
+    ("factor_of_risk_nonlinear", "factor of risk (nonlinear)", "-"),
     ("max_von_mises", "max von Mises", "MPa"),
     ("max_displacement", "max displacement", "mm"),
     ("cement_peak_von_mises", "cement peak von Mises", "MPa"),
@@ -50,6 +57,16 @@ def load_summary(item: str | Path, out: Path, progress=None) -> dict:
     model = load_case(p)
     result = solve(model, progress=progress)
     return write_results(result, out / model.name)
+
+
+def strength_runs(summaries: list[dict]) -> list[tuple[str, dict]]:
+    """(case, ``meta.strength``) of the compared cases that ran a strength analysis, in order."""
+    out = []
+    for s in summaries:
+        st = s.get("meta", {}).get("strength")
+        if isinstance(st, dict) and st.get("curve"):
+            out.append((s["case"], st))
+    return out
 
 
 def _value(lc: dict, key: str):
@@ -84,7 +101,7 @@ def comparison(summaries: list[dict], intact: str | None = None) -> list[dict]:
             row = {"loadcase": lc, "metric": key, "label": label, "unit": unit, "values": vals}
             first = vals[names[0]]
             row["ratio"] = {n: (v / first if v is not None and first not in (None, 0) else None) for n, v in vals.items()}
-            if ref_intact and key in ("axial_stiffness", "rotational_stiffness", "strength_estimate"):
+            if ref_intact and key in ("axial_stiffness", "rotational_stiffness", "strength_estimate", "strength"):
                 ref = vals.get(ref_intact)
                 row["percent_of_intact"] = {n: (100 * v / ref if v is not None and ref else None) for n, v in vals.items()}
             rows.append(row)
@@ -96,16 +113,17 @@ def format_table(rows: list[dict], names: list[str]) -> str:
     """Plain-text table: one block per load case."""
     buf = io.StringIO()
     w = max(12, *(len(n) for n in names))
+    lw = max([24] + [len(f"{r['label']} [{r['unit']}]") for r in rows])
     cur = None
     for r in rows:
         if r["loadcase"] != cur:
             cur = r["loadcase"]
             buf.write(f"\nload case: {cur}\n")
-            buf.write(f"  {'metric':<24s}" + "".join(f"{n:>{w + 2}s}" for n in names) + "\n")
-        buf.write(f"  {r['label'] + ' [' + r['unit'] + ']':<24s}" + "".join(f"{_fmt(r['values'][n]):>{w + 2}s}" for n in names) + "\n")
-        buf.write(f"  {'  ratio to first':<24s}" + "".join(f"{_fmt(r['ratio'][n], '.3f'):>{w + 2}s}" for n in names) + "\n")
+            buf.write(f"  {'metric':<{lw}s}" + "".join(f"{n:>{w + 2}s}" for n in names) + "\n")
+        buf.write(f"  {r['label'] + ' [' + r['unit'] + ']':<{lw}s}" + "".join(f"{_fmt(r['values'][n]):>{w + 2}s}" for n in names) + "\n")
+        buf.write(f"  {'  ratio to first':<{lw}s}" + "".join(f"{_fmt(r['ratio'][n], '.3f'):>{w + 2}s}" for n in names) + "\n")
         if "percent_of_intact" in r:
-            buf.write(f"  {'  % of intact (restored)':<24s}" + "".join(f"{_fmt(r['percent_of_intact'][n], '.1f'):>{w + 2}s}" for n in names) + "\n")
+            buf.write(f"  {'  % of intact (restored)':<{lw}s}" + "".join(f"{_fmt(r['percent_of_intact'][n], '.1f'):>{w + 2}s}" for n in names) + "\n")
     return buf.getvalue()
 
 

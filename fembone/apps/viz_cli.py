@@ -10,6 +10,9 @@ Given a case file, the model is built (mesh and material map, no solve) and writ
 ``<out>/model.vtu`` (``--out``, default ``results/<case name>``) with material id,
 Young's modulus (MPa) and the model's own fields (CT density mg/cc and modulus MPa, lesion
 and cement shares); the default field is then the mapped modulus.
+A result folder of a strength analysis (``strength_curve.csv``) also gets
+``strength_curve.png``: the force-displacement curve with its peak and yield points;
+``--field strength_curve`` draws only that (to --screenshot when given).
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ def _view_configure(p):
         help="von_mises (default for results; for a case file: ct_modulus_MPa when CT-mapped, else youngs_modulus), "
         "ct_density_mgcc, min_principal_strain, max_principal_strain, equivalent_strain, displacement, "
         "displacement_x/y/z, min/max_principal_stress, stress_xx.., strain_xx.., yield_index, material, "
-        "lesion_fraction, cement_fraction, or any array of the VTU",
+        "lesion_fraction, cement_fraction, strength_curve (the force-displacement PNG of a strength run), "
+        "or any array of the VTU",
     )
     p.add_argument("--clip", "-c", default="sagittal", choices=CLIPS, help="cut plane (default sagittal: x = 0)")
     p.add_argument("--loadcase", "-l", help="load case (default: the first)")
@@ -96,6 +100,20 @@ def _model_vtu(case: str, out: str | None) -> tuple[Path, str]:
     return path, ("ct_modulus_MPa" if "ct_modulus_MPa" in model.cell_data else "youngs_modulus")
 
 
+def _strength_curve(args) -> bool:
+    """Write strength_curve.png of a strength run's result folder; True when that was all that was asked."""
+    from fembone.apps.viz.curves import strength_curve_png
+
+    only = args.field == "strength_curve"
+    folder = Path(args.result) if Path(args.result).is_dir() else Path(args.result).parent
+    png = strength_curve_png(folder, args.screenshot if only else None)
+    if only and png is None:
+        raise InputError(f"no strength analysis in this result (no strength_curve.csv): {folder}", "--field")
+    if png is not None:
+        print(f"written: {png}")
+    return only
+
+
 @command("view", "show a result field: window, PNG (--screenshot) or interactive HTML (--html)", _view_configure)
 def cmd_view(args) -> int:
     from fembone.apps import viz
@@ -103,10 +121,13 @@ def cmd_view(args) -> int:
     deform = _deform(args.deform)
     size = _size(args.size)
     clim = _clim(args.clim)
-    if Path(args.result).suffix.lower() in CASE_SUFFIXES:
+    is_case = Path(args.result).suffix.lower() in CASE_SUFFIXES
+    if is_case:
         vtu_path, default_field = _model_vtu(args.result, args.out)
         args.result, args.field = str(vtu_path), args.field or default_field
     args.field = args.field or "von_mises"
+    if not is_case and _strength_curve(args):
+        return 0
     vtu = viz.find_vtu(args.result, args.loadcase)
     if args.html:
         path = viz.export_html(vtu, args.html, field=args.field, clip=args.clip, deform=deform)

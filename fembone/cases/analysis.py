@@ -98,10 +98,14 @@ def parse_analysis(raw: dict) -> AnalysisSpec:
     a = S.mapping(raw["analysis"], p, allowed=("type", "max_displacement", "steps", "laws", "linear", "tolerance",
                                                 "stop_after_peak"), required=("type",))
     kind = S.string(a["type"], f"{p}.type", choices=ANALYSIS_TYPES)
-    if not is_vertebra(raw):
+    if "segment" in raw:  # the top plate (reference point 'superior') is the platen; the bottom face is fixed
+        if raw.get("constraints"):
+            raise InputError("a strength analysis needs the segment's own set-up (top plate, fixed bottom face); "
+                             "this case defines its own constraints", f"{p}.type")
+    elif not is_vertebra(raw):
         raise InputError("a strength analysis needs a vertebra model (vertebra: ... or materials: {preset: ...})", f"{p}.type")
-    setup = _setup_of(raw)
-    if setup not in PLATEN_SETUPS or raw.get("constraints"):
+    setup = "segment" if "segment" in raw else _setup_of(raw)
+    if setup not in PLATEN_SETUPS + ("segment",) or raw.get("constraints"):
         why = "the case defines its own constraints" if raw.get("constraints") else f"this case has setup: {setup}"
         raise InputError(f"a strength analysis needs a platen set-up: boundary: {{setup: in_vitro}} or "
                          f"{{setup: discs}} ({why})", f"{p}.type")

@@ -25,6 +25,9 @@ TOP = "superior"
 #: apparent density (g/cm^3) used for cortical and posterior bone when a keyak2001 law is given to them
 #: (compact bone 1.8-1.9 g/cm^3 [M])
 COMPACT_DENSITY = 1.85
+#: floor of the apparent density mapped from CT (g/cm^3): calibrated densities below about
+#: -37 mg/cc K2HPO4 would give a negative ash density, for which Keyak's power laws are undefined
+MIN_DENSITY = 0.01
 
 
 @dataclass
@@ -57,12 +60,19 @@ class StrengthRun:
 
 
 def _regions(model) -> dict[str, np.ndarray]:
-    """Elements whose dominant phase is each bone region (share >= 1/2)."""
-    meta = model.meta
-    if "_trabecular_share" not in meta:
+    """Elements whose dominant phase is each bone region (share >= 1/2).
+
+    Shares come from the painted fractions (``_trabecular_share``, ``_cortical_share``) or,
+    in models without painting (a segment without lesions or cement), from the cell sets."""
+    meta, sets = model.meta, model.mesh.cell_sets
+    if "_trabecular_share" in meta:
+        trab, cort = meta["_trabecular_share"], meta["_cortical_share"]
+    elif "trabecular" in sets and "cortical_shell" in sets:
+        trab, cort = np.zeros(model.mesh.n_elements), np.zeros(model.mesh.n_elements)
+        trab[sets["trabecular"]], cort[sets["cortical_shell"]] = 1.0, 1.0
+    else:
         raise InputError("a strength analysis needs a vertebra model with painted bone regions (trabecular, "
                          "cortical shell); this model has none", "analysis.type")
-    trab, cort = meta["_trabecular_share"], meta["_cortical_share"]
     names = [m.name for m in model.materials]
     post = np.zeros(model.mesh.n_elements, bool)
     if "posterior_elements" in names:
@@ -92,29 +102,43 @@ def bone_plastic_set(model, laws: dict[str, BoneLaw | None], path: str = "analys
     """The plastic set of a vertebra model: elements, laws and failure thresholds per point.
 
     Trabecular density: ``model.meta['_apparent_density']`` (per element, g/cm^3) when a builder
-    provides it, else the material preset's ``trabecular_density``."""
+    provides it, else the material preset's ``trabecular_density``.  CT models (cell data
+    ``ct_modulus_MPa``, ``ct_density_mgcc``): each element's own mapped bone modulus is its
+    E_bone (the strain-based yield then follows the mapped stiffness) and its apparent density
+    comes from the calibrated density, rho_app = (1.06 rho_QCT + 0.0389) / 0.6
+    (:func:`fembone.spine.ct.laws.qct_to_app`), for every bone region."""
     info = model.meta.get("materials", {})
     by_name = {m.name: m for m in model.materials}
     els, knots, stresses, ratio, fail = [], [], [], [], []
     used = {}
+    ct = None
+    if "ct_modulus_MPa" in model.cell_data and "ct_density_mgcc" in model.cell_data:
+        from fembone.spine.ct.laws import qct_to_app
+
+        rho_ct = np.maximum(qct_to_app(np.asarray(model.cell_data["ct_density_mgcc"], float) / 1000.0), MIN_DENSITY)
+        ct = (np.asarray(model.cell_data["ct_modulus_MPa"], float), rho_ct)
     for region, idx in _regions(model).items():
         law = laws.get(region)
         if law is None or len(idx) == 0:
             continue
-        mat = by_name.get(region)
-        E_bone = getattr(mat, "E", None)
-        if E_bone is None:
-            raise InputError(f"a strength analysis needs isotropic {region} bone (set its transverse_ratio to 1)",
-                             f"materials.{region}")
         try:
             K, G = isotropic_moduli(model.C[idx])
         except ValueError as exc:
             raise InputError(f"{region}: {exc}", f"materials.{region}") from None
         E_el = 9.0 * K * G / (3.0 * K + G)
-        rho = info.get("trabecular_density") if region == "trabecular" else COMPACT_DENSITY
-        if region == "trabecular" and "_apparent_density" in model.meta:  # per element (e.g. mapped from CT)
+        if ct is not None:  # CT: the element's own mapped bone modulus and calibrated density
+            E_bone = np.maximum(ct[0][idx], 1e-6)
+            rho = ct[1][idx]
+        else:
+            mat = by_name.get(region)
+            if getattr(mat, "E", None) is None:
+                raise InputError(f"a strength analysis needs isotropic {region} bone (set its transverse_ratio to 1)",
+                                 f"materials.{region}")
+            E_bone = np.full(len(idx), float(mat.E))
+            rho = info.get("trabecular_density") if region == "trabecular" else COMPACT_DENSITY
+        if region == "trabecular" and "_apparent_density" in model.meta:  # per element, from the builder
             rho = np.asarray(model.meta["_apparent_density"], float)[idx]
-        a, s = compressive_curve(law, np.full(len(idx), float(E_bone)), E_el / E_bone, rho_app=rho)
+        a, s = compressive_curve(law, E_bone, E_el / E_bone, rho_app=rho)
         els.append(idx)
         knots.append(a)
         stresses.append(s)
@@ -123,6 +147,9 @@ def bone_plastic_set(model, laws: dict[str, BoneLaw | None], path: str = "analys
         used[region] = {"law": law.name, "elements": int(len(idx)), "post_yield": law.post_yield,
                         "yield_strain_compression": law.yield_strain_compression,
                         "yield_strain_tension": law.yield_strain_tension, "source": law.source}
+        if ct is not None:
+            used[region]["bone_modulus"] = "per element, mapped from CT (ct_modulus_MPa)"
+            used[region]["apparent_density"] = {"from": "CT: (1.06 rho_QCT + 0.0389) / 0.6", "mean": float(np.mean(rho))}
     if not els:
         raise InputError("no bone region has an elastic-plastic law: nothing can fail", path)
     elements = np.concatenate(els)
@@ -170,6 +197,15 @@ def run_strength(model, spec) -> StrengthRun:
         "curve": {"displacement": [float(x) for x in d], "force": [float(x) for x in path.force]},
         "small_strain": True,
     }
+    seg = model.meta.get("_segment")
+    if seg is not None and path.states:  # a segment: which vertebra failed
+        failed = run.element_fields(k, mesh.n_elements)["failed"]
+        vol = np.abs(mesh.volumes())
+        by = {}
+        for lv in seg.levels:
+            e = np.intersect1d(seg.elements[lv], pset.elements)
+            by[lv] = float((failed[e] * vol[e]).sum() / vol[e].sum()) if len(e) else 0.0
+        summary["failed_volume_fraction_at_peak_by_level"] = by
     if not m["peak_reached"]:
         summary["note"] = "the force still rose at the last step: strength is a lower bound (raise max_displacement)"
     run.summary = summary

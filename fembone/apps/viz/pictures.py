@@ -50,17 +50,23 @@ def plot(
 
 
 def write_previews(result, out_dir, field: str = "von_mises", clip: str | None = None, window_size=WINDOW_SIZE) -> list[Path]:
-    """``<loadcase>.png`` next to each load case's VTU in ``out_dir``.
+    """``<loadcase>.png`` next to each load case's VTU in ``out_dir`` (and ``strength_curve.png``
+    after a strength analysis, first: it needs matplotlib only).
 
     The default view is an axial cut (z = 0, seen from above) for models with screws, a
     sagittal cut (x = 0) for other vertebrae and the whole model otherwise.
     """
     from fembone.core.output import _safe, loadcase_mesh
 
-    pv = _pv()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    strength = result.model.meta.get("strength")
+    if isinstance(strength, dict) and strength.get("curve"):  # strength analysis: its force-displacement curve
+        from fembone.apps.viz.curves import CURVE_PNG, strength_curve_png
+
+        written.append(strength_curve_png({"meta": {"strength": strength}}, out / CURVE_PNG, title=result.model.name))
+    pv = _pv()
     pl = None
     try:
         for name, lc in result.loadcases.items():

@@ -1,0 +1,163 @@
+"""Strength analyses beyond the generated vertebra: a CT case (toy phantom of test_ct) and a segment;
+their outputs in ``fembone compare`` (nonlinear strength and factor of risk beside the linear ones,
+overlaid force-displacement curves), ``fembone view`` and the run's previews (strength_curve.png).
+Hand values: the CT density -> apparent density -> Keyak knots arithmetic; exact identities: the path's
+initial stiffness is the linear load case's stiffness.  Units: mm, N, MPa, mg/cc."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+nib = pytest.importorskip("nibabel")
+from PIL import Image  # noqa: E402
+
+from fembone.apps.cli import main  # noqa: E402
+from fembone.apps.viz.curves import strength_data  # noqa: E402
+from fembone.cases import build_model  # noqa: E402
+from fembone.cases.strength_run import bone_plastic_set  # noqa: E402
+from fembone.core.analysis import solve  # noqa: E402
+from fembone.core.output import write_results  # noqa: E402
+from fembone.spine.strength import DEFAULT_LAWS  # noqa: E402
+from test_ct import _toy_vertebra, _write_pair  # noqa: E402  (tests/unit is on sys.path under pytest)
+
+TRABECULAR_MGCC = {"ct-before": 90.0, "ct-after": 150.0}  # e.g. before and after a treatment that restores density
+
+
+def ct_case(name: str) -> dict:
+    return {
+        "name": name,
+        "ct": {"image": f"{name}_im.nii.gz",
+               "labels": {"file": f"{name}_seg.nii.gz", "bone": [1, 2, 3], "cortical": [2], "posterior": [3], "caps": [5, 6]},
+               "calibration": {"kind": "density"}, "law": "kopperdahl2002", "mesh_size": 2.5, "order": 1, "cranial": "+z"},
+        "boundary": {"setup": "in_vitro"},
+        "analysis": {"type": "strength", "max_displacement": 0.5, "steps": 5},
+        "loadcases": {"compression": [{"preset": "compression", "force": 1000.0}]},
+    }
+
+
+@pytest.fixture(scope="module")
+def ct_runs(tmp_path_factory):
+    """The toy vertebra of test_ct (body 28 x 22 x 18 mm, PMMA caps) at two trabecular densities, solved and written."""
+    base = tmp_path_factory.mktemp("ct-strength")
+    runs = {}
+    for name, rho_t in TRABECULAR_MGCC.items():
+        L, rho, A = _toy_vertebra()
+        rho = np.where(L == 1, rho_t, rho)
+        _write_pair(base, name, L, rho, A)
+        model = build_model(ct_case(name), base=base, source=str(base / f"{name}.yaml"))
+        result = solve(model)
+        summary = write_results(result, base / name)
+        runs[name] = (base / name, result, summary)
+    return runs
+
+
+# -- CT ---------------------------------------------------------------------------------------------
+def test_ct_case_runs_to_strength(ct_runs):
+    folder, result, summary = ct_runs["ct-after"]
+    st = summary["meta"]["strength"]
+    risk = summary["loadcases"]["compression"]["risk"]
+    assert st["finished"] and st["strength"] == pytest.approx(max(st["curve"]["force"]))
+    # the path's elastic response and the linear load case are two solves of the same platen stiffness
+    assert st["initial_stiffness"] == pytest.approx(risk["axial_stiffness"], rel=1e-6)
+    assert risk["factor_of_risk_nonlinear"] == pytest.approx(1000.0 / st["strength"], rel=1e-12)
+    assert risk["strength_estimate"] > 0 and risk["factor_of_risk"] > 0  # the linear estimate stays beside it
+    assert st["laws"]["trabecular"]["bone_modulus"].startswith("per element, mapped from CT")
+    assert (folder / "strength_curve.csv").is_file() and (folder / "strength.pvd").is_file()
+
+
+def test_ct_density_sets_each_elements_law(ct_runs):
+    """Interior trabecular elements at 150 mg/cc K2HPO4: rho_ash = 1.06 x 0.150 + 0.0389 = 0.1979 g/cc,
+    E = -34.7 + 3230 x 0.150 = 449.8 MPa (kopperdahl2002), yield 0.0084 E = 3.7783 MPa; Keyak:
+    plateau -0.00315 + 0.0728 x 0.1979 = 0.011257, E_p = -2080 x 0.1979^1.45 = -198.57 MPa,
+    sigma_min = 43.1 x 0.1979^1.81 = 2.2964 MPa, H = E E_p / (E - E_p) = -137.755 MPa: the
+    floor is reached at 0.011257 + (3.7783 - 2.2964) / 137.755 = 0.022015 of plastic strain."""
+    _, result, _ = ct_runs["ct-after"]
+    model = result.model
+    pset, _, nq, _ = bone_plastic_set(model, dict(DEFAULT_LAWS))
+    rho = model.cell_data["ct_density_mgcc"][pset.elements]
+    trab = np.isin(pset.elements, model.mesh.cell_sets["trabecular"])
+    pure = np.repeat(trab & np.isclose(rho, 150.0, rtol=1e-9) & (model.material_id[pset.elements] == 1), nq)
+    assert pure.sum() > 50
+    a, s = pset.law.curve.alpha[pure], pset.law.curve.stress[pure]
+    assert s[:, 0] == pytest.approx(3.77832, rel=1e-9)
+    assert a[:, 1] == pytest.approx(0.01125712, rel=1e-6)
+    assert s[:, 2] == pytest.approx(2.296382, rel=1e-6)
+    assert a[:, 2] == pytest.approx(0.0220149, rel=1e-5)
+
+
+# -- compare, view, previews ------------------------------------------------------------------------------
+def test_compare_shows_both_strengths_and_overlays_the_curves(ct_runs, tmp_path, capsys):
+    dirs = [str(ct_runs[n][0]) for n in TRABECULAR_MGCC]
+    assert main(["compare", *dirs, "--out", str(tmp_path), "-q"]) == 0
+    text = capsys.readouterr().out
+    S = {n: ct_runs[n][2]["meta"]["strength"]["strength"] for n in TRABECULAR_MGCC}
+    line = next(ln for ln in text.splitlines() if "strength (nonlinear peak) [N]" in ln)
+    assert all(format(v, ".4g") in line for v in S.values()), line
+    for label in ("factor of risk (nonlinear)", "strength estimate (linear)", "factor of risk (linear)"):
+        assert label in text
+    rows = json.loads((tmp_path / "compare.json").read_text())["rows"]
+    row = next(r for r in rows if r["metric"] == "strength")
+    assert row["values"] == pytest.approx(S) and S["ct-after"] > S["ct-before"]
+    assert row["ratio"]["ct-after"] == pytest.approx(S["ct-after"] / S["ct-before"])
+    with Image.open(tmp_path / "strength_curves.png") as im:
+        assert im.size[0] > 300 and im.size[1] > 200
+
+
+def test_view_writes_the_strength_curve(ct_runs, tmp_path, capsys):
+    folder = ct_runs["ct-before"][0]
+    png = tmp_path / "curve.png"
+    assert main(["view", str(folder), "--field", "strength_curve", "--screenshot", str(png)]) == 0
+    assert f"written: {png}" in capsys.readouterr().out
+    with Image.open(png) as im:
+        assert im.size == (640, 440)
+    res = tmp_path / "res"
+    shutil.copytree(folder, res)
+    (res / "strength_curve.png").unlink(missing_ok=True)
+    assert main(["view", str(res), "--off-screen", "--screenshot", str(tmp_path / "v.png"), "--size", "320x240"]) == 0
+    assert (res / "strength_curve.png").is_file() and (tmp_path / "v.png").is_file()
+
+
+def test_view_of_a_result_without_strength_names_the_option(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps({"case": "x", "loadcases": {}, "meta": {}}))
+    assert main(["view", str(tmp_path), "--field", "strength_curve"]) == 2
+
+
+def test_previews_start_with_the_curve(ct_runs, tmp_path):
+    from fembone.apps import viz
+
+    written = viz.write_previews(ct_runs["ct-before"][1], tmp_path, window_size=(320, 240))
+    assert written[0] == tmp_path / "strength_curve.png" and written[0].is_file()
+
+
+def test_curve_read_back_from_the_csv(ct_runs, tmp_path):
+    """Without summary.json the curve comes from strength_curve.csv (6 significant digits)."""
+    folder, _, summary = ct_runs["ct-before"]
+    shutil.copy(folder / "strength_curve.csv", tmp_path)
+    st = strength_data(tmp_path)
+    assert st["strength"] == pytest.approx(summary["meta"]["strength"]["strength"], rel=1e-5)
+    assert st["curve"]["force"] == pytest.approx(summary["meta"]["strength"]["curve"]["force"], rel=1e-5, abs=1e-3)
+
+
+# -- segment --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_segment_top_plate_pushed_to_strength():
+    """T12-L2 (the mesh of the segment tests): the top plate is pushed down with the bottom face fixed; the
+    path's initial stiffness is the linear one, 800 N over the plate's z displacement under the standing load
+    (both with the plate's other DOFs free)."""
+    c = {"name": "seg", "segment": {"levels": ["T12", "L1", "L2"], "mesh_size": 4.0, "order": 1},
+         "materials": {"preset": "normal"},
+         "analysis": {"type": "strength", "max_displacement": 0.4, "steps": 2},
+         "loadcases": {"standing": [{"preset": "compression", "force": 800.0}]}}
+    model = build_model(c, source="seg.yaml")
+    result = solve(model)
+    st = model.meta["strength"]
+    uz = model.layout.extra_dofs(model.points["superior"].index)[0][2]
+    k_lin = 800.0 / -result.loadcases["standing"].u[uz]
+    assert st["initial_stiffness"] == pytest.approx(k_lin, rel=1e-6)
+    assert set(st["failed_volume_fraction_at_peak_by_level"]) == {"T12", "L1", "L2"}
+    risk = result.loadcases["standing"].extra["risk"]
+    assert risk["factor_of_risk_nonlinear"] == pytest.approx(800.0 / st["strength"], rel=1e-12)
