@@ -13,16 +13,19 @@
       tolerance: 1.0e-5         # Newton: ||residual|| <= tolerance x ||reactions||
       stop_after_peak: 0.25     # stop once the force fell this share below its peak (false: never)
 
-Needs a vertebra model with a platen set-up (``boundary: {setup: in_vitro}`` or ``discs``):
-the superior platen (reference point ``superior``) is pushed down by up to
-``max_displacement`` while Newton iterations follow the force-displacement curve
+Needs a platen: a vertebra (generated or from CT) with ``boundary: {setup: in_vitro}`` or
+``discs``, or a segment (its top plate; the bottom face stays fixed, every level's bone gets
+its law, and the failed share at the peak is reported per level).  The platen (reference
+point ``superior``) is pushed down by up to ``max_displacement`` (its other DOFs as the
+set-up leaves them) while Newton iterations follow the force-displacement curve
 (:mod:`fembone.core.nonlinear`, laws in :mod:`fembone.spine.strength`).  The load cases are
 solved linearly as always; the strength analysis runs once, from the first load case's
 post-processing, and adds to each axial load case's ``risk`` block ``strength`` (N, the peak)
 and ``factor_of_risk_nonlinear`` = applied load / strength beside the linear
 ``strength_estimate`` and ``factor_of_risk``.  The whole result is ``summary.json``'s
 ``meta.strength``; ``strength_curve.csv`` (the curve) and ``strength.pvd`` (one VTU per
-step: displacement, plastic strain, yielded and failed shares) are written next to it.
+step: displacement, plastic strain, yielded and failed shares) are written next to it, and
+``strength_curve.png`` by ``fembone run``/``view`` (:mod:`fembone.apps.viz.curves`).
 Units: mm, N, MPa.
 """
 

@@ -161,3 +161,19 @@ def test_segment_top_plate_pushed_to_strength():
     assert set(st["failed_volume_fraction_at_peak_by_level"]) == {"T12", "L1", "L2"}
     risk = result.loadcases["standing"].extra["risk"]
     assert risk["factor_of_risk_nonlinear"] == pytest.approx(800.0 / st["strength"], rel=1e-12)
+
+
+@pytest.mark.parametrize("change, where", [
+    ({"steps": 0}, "analysis.steps"),
+    ({"max_displacement": -1.0}, "analysis.max_displacement"),
+    ({"laws": {"trabecular": {"post_yield": "perfectly_plastic"}}}, "analysis.laws.trabecular"),
+])
+def test_segment_strength_input_is_checked_like_a_vertebra(change, where):
+    from fembone.cases import parse_case
+    from fembone.core.errors import InputError
+
+    c = {"name": "seg", "segment": {"levels": ["T12", "L1"], "mesh_size": 4.0, "order": 1},
+         "analysis": {"type": "strength", **change}, "loadcases": {"s": [{"preset": "compression", "force": 800.0}]}}
+    with pytest.raises(InputError) as exc:
+        parse_case(c, source="seg.yaml")
+    assert where in str(exc.value) and "\n" not in str(exc.value)
