@@ -106,7 +106,13 @@ def _strength_curve(args) -> bool:
 
     only = args.field == "strength_curve"
     folder = Path(args.result) if Path(args.result).is_dir() else Path(args.result).parent
-    png = strength_curve_png(folder, args.screenshot if only else None)
+    try:
+        png = strength_curve_png(folder, args.screenshot if only else None)
+    except OSError as exc:  # e.g. a read-only result folder: the field view still comes
+        if only:
+            raise
+        print(f"fembone: warning: strength_curve.png not written ({exc.strerror or exc})")
+        return False
     if only and png is None:
         raise InputError(f"no strength analysis in this result (no strength_curve.csv): {folder}", "--field")
     if png is not None:
