@@ -34,7 +34,8 @@ RISK = [("cement_bulk_utilisation", "index cement utilisation (p99 / strength)",
 
 
 def _num(v) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else None
+    """A finite number as float (-0.0 as 0.0: a share of no implant prints as 0), else None."""
+    return float(v) + 0.0 if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
 def is_segment(summary: dict) -> bool:
