@@ -82,7 +82,7 @@ def _compare_configure(p):
 @command("compare", "before/after table of cases (stiffness, bulge, failed volume, strength, risk); "
          "strength_curves.png when cases ran a strength analysis", _compare_configure)
 def cmd_compare(args) -> int:
-    from fembone.apps.compare import comparison, format_table, load_summary, strength_runs, write_tables
+    from fembone.apps.compare import comparison, format_table, load_summary, strength_notes, strength_runs, write_tables
     from fembone.apps.compare_segment import is_segment
 
     log = StageLog(quiet=args.quiet)
@@ -99,6 +99,8 @@ def cmd_compare(args) -> int:
     print(format_table(rows, names))
     csv_path, json_path = write_tables(rows, names, out)
     print(f"written: {csv_path}, {json_path}")
+    for line in strength_notes(summaries):
+        print(line)
     runs = strength_runs(summaries)
     if runs:  # force-displacement curves of the strength analyses on one pair of axes
         from fembone.apps.viz.curves import overlay_png

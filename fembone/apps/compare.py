@@ -69,6 +69,13 @@ def strength_runs(summaries: list[dict]) -> list[tuple[str, dict]]:
     return out
 
 
+def strength_notes(summaries: list[dict]) -> list[str]:
+    """A line per case whose nonlinear strength is only a lower bound (no peak within max_displacement)."""
+    return [f"note: the strength of {name} is a lower bound: the force still rose at "
+            f"{st.get('max_displacement', float('nan')):g} mm (raise analysis.max_displacement)"
+            for name, st in strength_runs(summaries) if st.get("peak_reached") is False]
+
+
 def _value(lc: dict, key: str):
     v = lc.get(key, lc.get("risk", {}).get(key))
     return v if isinstance(v, int | float) and v is not None and math.isfinite(v) else None

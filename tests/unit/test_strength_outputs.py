@@ -13,16 +13,17 @@ import numpy as np
 import pytest
 
 nib = pytest.importorskip("nibabel")
-from PIL import Image  # noqa: E402
+from PIL import Image
+# the toy CT vertebra of test_ct (tests/unit is on sys.path under pytest: no package)
+from test_ct import _toy_vertebra, _write_pair
 
-from fembone.apps.cli import main  # noqa: E402
-from fembone.apps.viz.curves import strength_data  # noqa: E402
-from fembone.cases import build_model  # noqa: E402
-from fembone.cases.strength_run import bone_plastic_set  # noqa: E402
-from fembone.core.analysis import solve  # noqa: E402
-from fembone.core.output import write_results  # noqa: E402
-from fembone.spine.strength import DEFAULT_LAWS  # noqa: E402
-from test_ct import _toy_vertebra, _write_pair  # noqa: E402  (tests/unit is on sys.path under pytest)
+from fembone.apps.cli import main
+from fembone.apps.viz.curves import strength_data
+from fembone.cases import build_model
+from fembone.cases.strength_run import bone_plastic_set
+from fembone.core.analysis import solve
+from fembone.core.output import write_results
+from fembone.spine.strength import DEFAULT_LAWS
 
 TRABECULAR_MGCC = {"ct-before": 90.0, "ct-after": 150.0}  # e.g. before and after a treatment that restores density
 
@@ -57,7 +58,7 @@ def ct_runs(tmp_path_factory):
 
 # -- CT ---------------------------------------------------------------------------------------------
 def test_ct_case_runs_to_strength(ct_runs):
-    folder, result, summary = ct_runs["ct-after"]
+    folder, _, summary = ct_runs["ct-after"]
     st = summary["meta"]["strength"]
     risk = summary["loadcases"]["compression"]["risk"]
     assert st["finished"] and st["strength"] == pytest.approx(max(st["curve"]["force"]))
@@ -99,6 +100,9 @@ def test_compare_shows_both_strengths_and_overlays_the_curves(ct_runs, tmp_path,
     assert all(format(v, ".4g") in line for v in S.values()), line
     for label in ("factor of risk (nonlinear)", "strength estimate (linear)", "factor of risk (linear)"):
         assert label in text
+    for n in TRABECULAR_MGCC:  # a strength without a peak is flagged as a lower bound
+        flagged = f"the strength of {n} is a lower bound" in text
+        assert flagged == (not ct_runs[n][2]["meta"]["strength"]["peak_reached"])
     rows = json.loads((tmp_path / "compare.json").read_text())["rows"]
     row = next(r for r in rows if r["metric"] == "strength")
     assert row["values"] == pytest.approx(S) and S["ct-after"] > S["ct-before"]
