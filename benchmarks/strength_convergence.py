@@ -1,0 +1,190 @@
+"""Strength to failure of a normal L1 between PMMA caps: mesh and load-step convergence (issue 14).
+
+Each run is one child process (so that its peak memory is its own): a generated L1 (normal
+bone, posterior elements, ``boundary: {setup: in_vitro}``), the linear load case (0.1 mm
+platen displacement: stiffness and the Pistoia ``strength_estimate``) and the nonlinear
+strength analysis (``analysis: {type: strength}``).  Reported per run: DOFs, strength (peak
+platen force, N), displacement at the peak, offset-yield and first-yield forces, the linear
+estimate, wall time of the build / linear case / nonlinear path, Newton and CG iterations, a
+split of the path's time (linear solves, tangent assembly, return mapping, strain and force
+evaluation), peak RSS, and the 1-minute load average before and after.
+
+    python benchmarks/strength_convergence.py --meshes 5:1,4:1,3:1,5:2,4:2,3:2 --steps 10,20,40 \
+        --steps-mesh 3:1 --json benchmarks/results_strength.json
+
+``--meshes size:order,...`` is the mesh sequence (at ``--nominal-steps``), ``--steps`` the
+load-step sequence on ``--steps-mesh``.  ``--max-displacement`` (mm) and ``--stop-after-peak``
+are the analysis keys; the defaults stop the path once the force has fallen 5 % below its
+peak (the peak is then bracketed; what follows it does not change it).  Units: mm, N, MPa.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def l1_case(size: float, order: int, steps: int, dmax: float, stop: float, solver: str = "auto",
+            linear: str = "reuse") -> dict:
+    """A normal L1 between PMMA caps with a strength analysis (keys as in a case file)."""
+    return {
+        "name": "strength-l1",
+        "vertebra": {"level": "L1", "mesh_size": size, "order": order, "posterior": True},
+        "materials": {"preset": "normal"},
+        "boundary": {"setup": "in_vitro"},
+        "solver": solver,
+        "analysis": {"type": "strength", "max_displacement": dmax, "steps": steps, "stop_after_peak": stop,
+                     "linear": linear},
+        "loadcases": {"compression": [{"preset": "compression", "displacement": -0.1}]},
+    }
+
+
+def _timed(owner, name: str, bucket: dict, key: str) -> None:
+    """Wrap ``owner.name`` so that its wall time adds up in ``bucket[key]`` (benchmark process only)."""
+    fn = getattr(owner, name)
+
+    def wrapper(*a, **kw):
+        t = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            bucket[key] = bucket.get(key, 0.0) + time.perf_counter() - t
+
+    setattr(owner, name, wrapper)
+
+
+def child(case: dict, base: str, out: str) -> None:
+    """Build, solve and dump one run's figures to ``out`` (JSON)."""
+    import logging
+
+    from fembone.cases import build_model
+    from fembone.core import nonlinear, plasticity
+    from fembone.core.analysis import solve
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(relativeCreated)9.0f ms %(name)s %(message)s")
+    split: dict = {}
+    _timed(nonlinear._PlasticKernels, "tangent_blocks", split, "tangent_blocks_s")
+    _timed(nonlinear._PlasticKernels, "strain", split, "strain_s")
+    _timed(nonlinear._PlasticKernels, "plastic_force", split, "plastic_force_s")
+    _timed(plasticity.DruckerPrager, "update", split, "return_mapping_s")
+    _timed(nonlinear, "_tangent", split, "tangent_total_s")
+    t0 = time.perf_counter()
+    model = build_model(case, base=base, source=f"bench:{case['name']}")
+    t_build = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    res = solve(model, nodal=False)
+    t_solve = time.perf_counter() - t1
+    st = model.meta["strength"]
+    lc = next(iter(res.loadcases.values()))
+    risk = lc.extra["risk"]
+    path_s = st["solver"]["wall_s"]
+    row = {
+        "dofs": int(model.n_dofs), "elements": int(model.mesh.n_elements), "order": int(model.mesh.order),
+        "strength_N": st["strength"], "displacement_at_peak_mm": st["displacement_at_peak"],
+        "peak_reached": st["peak_reached"], "finished": st["finished"], "message": st["message"],
+        "yield_force_N": st["yield_force"], "yield_displacement_mm": st["yield_displacement"],
+        "first_yield_force_N": st["first_yield_force"], "initial_stiffness_N_mm": st["initial_stiffness"],
+        "linear_strength_estimate_N": risk.get("strength_estimate"), "linear_stiffness_N_mm": risk.get("axial_stiffness"),
+        "failed_volume_fraction_at_peak": st["failed_volume_fraction_at_peak"],
+        "build_s": t_build, "solve_s": t_solve, "path_s": path_s, "linear_case_s": t_solve - path_s,
+        "solver": st["solver"], "split": {k: round(v, 2) for k, v in split.items()},
+        "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "curve": st["curve"],
+    }
+    Path(out).write_text(json.dumps(row, indent=1) + "\n")
+
+
+def run_child(case: dict, base: str = ".", timeout: float | None = None, label: str = "") -> dict:
+    """One run in a fresh process; adds the wall time, load averages and the case's analysis keys."""
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"strength_bench_{os.getpid()}_{time.time_ns()}.json"
+    load0 = os.getloadavg()[0]
+    t = time.perf_counter()
+    cmd = [sys.executable, __file__, "--child", json.dumps(case), "--base", str(base), "--out", str(tmp)]
+    log = Path(str(tmp) + ".log")
+    with open(log, "w") as fh:
+        try:
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout)
+            rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+    wall = time.perf_counter() - t
+    row = {"label": label, "analysis": case.get("analysis"), "wall_s": wall, "load_before": load0,
+           "load_after": os.getloadavg()[0]}
+    if rc == 0 and tmp.is_file():
+        row.update(json.loads(tmp.read_text()))
+        tmp.unlink()
+        log.unlink()
+    else:
+        tail = log.read_text().strip().splitlines()[-6:]
+        row.update({"error": f"rc={rc}", "log_tail": tail, "log": str(log)})
+    return row
+
+
+HEAD = (f"{'run':<16s} {'DOFs':>7s} {'strength N':>10s} {'d_peak':>6s} {'yield N':>8s} {'1st yld':>8s} "
+        f"{'linear N':>8s} {'NR it':>5s} {'CG it':>6s} {'path s':>7s} {'wall s':>7s} {'RSS MB':>7s} {'load':>9s}")
+
+
+def fmt(r: dict) -> str:
+    if "error" in r:
+        return f"{r['label']:<16s} FAILED ({r['error']}) after {r['wall_s']:.0f} s: {' | '.join(r['log_tail'][-2:])}"
+    s = r["solver"]
+    return (f"{r['label']:<16s} {r['dofs']:7d} {r['strength_N']:10.0f} {r['displacement_at_peak_mm']:6.3f} "
+            f"{(r['yield_force_N'] or float('nan')):8.0f} {r['first_yield_force_N']:8.0f} "
+            f"{(r['linear_strength_estimate_N'] or float('nan')):8.0f} {s['newton_iterations']:5d} {s['cg_iterations']:6d} "
+            f"{r['path_s']:7.1f} {r['wall_s']:7.1f} {r['peak_rss_MB']:7.0f} {r['load_before']:4.2f}/{r['load_after']:4.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--meshes", default="5:1,4:1,3:1,5:2,4:2,3:2", help="size:order,... (mm, 1 = tet4, 2 = tet10)")
+    ap.add_argument("--nominal-steps", type=int, default=20)
+    ap.add_argument("--steps", default="10,20,40", help="load-step sequence on --steps-mesh")
+    ap.add_argument("--steps-mesh", default="3:1")
+    ap.add_argument("--max-displacement", type=float, default=0.8)
+    ap.add_argument("--stop-after-peak", type=float, default=0.05)
+    ap.add_argument("--solver", default="auto")
+    ap.add_argument("--timeout", type=float, default=1800.0, help="s per run")
+    ap.add_argument("--json")
+    ap.add_argument("--child")
+    ap.add_argument("--base", default=".")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    if a.child:
+        return child(json.loads(a.child), a.base, a.out)
+    os.chdir(ROOT)
+    rows = []
+    print(f"normal L1, in_vitro (PMMA caps), max_displacement {a.max_displacement} mm, stop_after_peak "
+          f"{a.stop_after_peak}, solver {a.solver}", flush=True)
+    print(HEAD, flush=True)
+    jobs = [(f"h{s}:o{o} n{a.nominal_steps}", float(s), int(o), a.nominal_steps, "mesh")
+            for s, o in (m.split(":") for m in a.meshes.split(",") if m)]
+    ss, so = a.steps_mesh.split(":")
+    jobs += [(f"h{ss}:o{so} n{n}", float(ss), int(so), int(n), "steps") for n in a.steps.split(",") if n]
+    done = {}
+    for label, size, order, steps, study in jobs:
+        key = (size, order, steps)
+        if key in done:  # the same run in both studies
+            rows.append(dict(done[key], study=study))
+            print(fmt(rows[-1]) + "  (same run)", flush=True)
+            continue
+        case = l1_case(size, order, steps, a.max_displacement, a.stop_after_peak, a.solver)
+        r = run_child(case, ".", a.timeout, label)
+        r.update({"study": study, "mesh_size": size, "steps": steps})
+        done[key] = r
+        rows.append(r)
+        print(fmt(r), flush=True)
+        if a.json:
+            Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Nonlinear strength (``analysis: {type: strength}``) against published values (issue 14).
+
+Published values (Bonelab spineFE benchmark, github.com/Bonelab/spineFE-benchmark, VerSe19
+cohort, voxel FE with PMMA caps and a nonlinear bone law; results/tables/verse19fem_table_1.csv
+and results/verse19fem_AppendixA.csv):
+
+* cohort nonlinear failure load 3.4 +- 1.6 kN (n = 141, age 66, vBMD 77.8 +- 53.6 mg/cc);
+  the band is mean +- 1 SD, the same as ``fembone validate``'s linear-estimate row;
+* the 23 L1 target vertebrae with vBMD 57-97 mg/cc (77 +- 20; fembone's normal preset,
+  rho_app 0.20 g/cm^3, is rho_ash 0.12 = 1.06 rho_K2HPO4 + 38.9 mg/cc -> 77 mg/cc with the
+  field notes' conversions): 1.89-4.21 kN (2.62 +- 0.49), stiffness 15,160 N/mm on average,
+  strength / stiffness 0.157-0.191 mm;
+* sub-verse004 L2 (the scan in ../shared/data): 1.847 kN nonlinear, 12,362 N/mm linear.
+
+KNOWN MISSES, pinned so that any change is noticed (reasons in the README, "Strength: nonlinear
+against published"): fembone's strength is above these values by 1.5-1.9x while its stiffness
+matches (the L2 within 2 %), i.e. the difference is the post-yield law (peak at ~1.2 %
+apparent strain against ~0.5 % in the benchmark), not geometry or density.  Nothing was tuned.
+Coarse meshes (tet4, 6 mm generated L1 body; 3 mm CT) keep the file under a minute.
+Units: mm, N.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fembone.cases import build_model
+from fembone.core.analysis import solve
+
+pytestmark = pytest.mark.slow
+
+COHORT_BAND = (1800.0, 5000.0)  # N, nonlinear F.Load mean +- 1 SD (verse19fem_table_1.csv)
+L1_MATCHED = (1890.0, 4205.0)  # N, L1 targets at 57-97 mg/cc (verse19fem_AppendixA.csv)
+L1_MATCHED_RATIO = (0.157, 0.191)  # mm, F.Load / linear stiffness of the same 23 vertebrae
+L2_STRENGTH, L2_STIFFNESS = 1847.0, 12362.0  # N, N/mm: sub-verse004 L2 (AppendixA)
+ANALYSIS = {"type": "strength", "max_displacement": 0.64, "steps": 8, "stop_after_peak": 0.05}
+CASES = Path(__file__).resolve().parents[2] / "cases"
+
+
+def _strength(case: dict, base: str) -> tuple[float, float, dict]:
+    model = build_model(case, base=base, source=f"test:{case['name']}")
+    risk = next(iter(solve(model, nodal=False).loadcases.values())).extra["risk"]
+    st = model.meta["strength"]
+    assert st["peak_reached"], "the force still rose at the last step: raise max_displacement"
+    return st["strength"], risk["axial_stiffness"], st
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FEMBONE_CACHE", str(tmp_path_factory.mktemp("strength-cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def normal_l1(cache):
+    case = {"name": "normal-l1", "vertebra": {"level": "L1", "mesh_size": 6.0, "order": 1, "posterior": False},
+            "materials": {"preset": "normal"}, "boundary": {"setup": "in_vitro"}, "analysis": dict(ANALYSIS),
+            "loadcases": {"c": [{"preset": "compression", "displacement": -0.1}]}}
+    return _strength(case, ".")
+
+
+@pytest.fixture(scope="module")
+def verse_l2(cache):
+    raw = yaml.safe_load((CASES / "L2_verse_ct.yaml").read_text())
+    if not (CASES / raw["ct"]["image"]).is_file():
+        pytest.skip("the VerSe L2 scan is read from ../shared/data, which this checkout does not have")
+    raw["ct"].update(mesh_size=3.0, order=1)
+    raw["analysis"] = dict(ANALYSIS, max_displacement=0.48)
+    return _strength(raw, str(CASES))
+
+
+def test_normal_l1_strength_known_miss_above_cohort(normal_l1):
+    """Known miss: the normal L1 is stronger than the VerSe cohort's mean + 1 SD and than every
+    density-matched L1 of the cohort (and has the larger strength / stiffness ratio)."""
+    F, k, _ = normal_l1
+    assert F > max(COHORT_BAND[1], L1_MATCHED[1]), (
+        f"normal L1 strength {F:.0f} N is now inside the published range: update the README and make this a band test")
+    assert F / k > L1_MATCHED_RATIO[1], f"strength / stiffness {F / k:.3f} mm is now inside {L1_MATCHED_RATIO} mm"
+
+
+def test_verse_l2_stiffness_matches_but_strength_is_above_benchmark(verse_l2):
+    """The same scan and modulus law as the benchmark: stiffness inside its +-20 % band, nonlinear
+    strength above 1.2 x its 1.847 kN (known miss: the post-yield law, not the model's stiffness)."""
+    F, k, st = verse_l2
+    assert 0.8 * L2_STIFFNESS <= k <= 1.2 * L2_STIFFNESS, f"stiffness {k:.0f} N/mm against {L2_STIFFNESS:.0f}"
+    assert F > 1.2 * L2_STRENGTH, f"L2 strength {F:.0f} N is now within 20 % of {L2_STRENGTH:.0f} N: update the README"
+
+
+def test_nonlinear_strength_exceeds_first_yield(normal_l1, verse_l2):
+    """Strain-hardening-free laws still carry load past first yield: first yield < offset yield <= peak."""
+    for F, _, st in (normal_l1, verse_l2):
+        assert st["first_yield_force"] < F and (st["yield_force"] is None or st["yield_force"] <= F + 1e-9)
