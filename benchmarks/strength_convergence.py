@@ -112,7 +112,7 @@ def run_child(case: dict, base: str = ".", timeout: float | None = None, label: 
     log = Path(str(tmp) + ".log")
     with open(log, "w") as fh:
         try:
-            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout)
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout, check=False)
             rc = proc.returncode
         except subprocess.TimeoutExpired:
             rc = "timeout"

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from strength_convergence import HEAD, ROOT, fmt, l1_case, run_child  # noqa: E402
+from strength_convergence import HEAD, ROOT, fmt, l1_case, run_child
 
 TARGETS = {"l1": 600.0, "ct": 300.0}  # s, from the issue
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from strength_convergence import ROOT, l1_case, run_child  # noqa: E402
+from strength_convergence import ROOT, l1_case, run_child
 
 #: Bonelab spineFE benchmark, VerSe sub-verse004 L2 (results/verse19fem_AppendixA.csv): nonlinear
 #: failure load 1.847 kN, linear stiffness 12,362 N/mm, linear "F.Load" 2.44 kN, R.Force (0.2 %) 2.47 kN

@@ -47,7 +47,7 @@ def bar_model(scale: float) -> Model:
 
 def pull(m: Model, law: BoneLaw, sign: float, d_max: float, steps: int):
     mesh = m.mesh
-    nodes = lambda f: np.unique(mesh.facet_sets[f])  # noqa: E731
+    nodes = lambda f: np.unique(mesh.facet_sets[f])
     m.constraints.fix(3 * nodes("xmin"), label="x = 0")
     m.constraints.fix(3 * nodes("ymin") + 1, label="y = 0")
     m.constraints.fix(3 * nodes("zmin") + 2, label="z = 0")
