@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -72,6 +73,17 @@ def child(case: dict, base: str, out: str) -> None:
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(relativeCreated)9.0f ms %(name)s %(message)s")
     split: dict = {}
+    t_start = time.perf_counter()
+
+    def on_term(signum, frame):  # stopped at its time limit: leave the split so far
+        Path(out).write_text(json.dumps({"partial": True, "elapsed_s": time.perf_counter() - t_start,
+                                         "split": {k: round(v, 2) for k, v in split.items()},
+                                         "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}) + "\n")
+        os._exit(3)
+
+    signal.signal(signal.SIGTERM, on_term)
+    _timed(nonlinear.LinearSolves, "solve", split, "linear_solves_s")
+    _timed(nonlinear.LinearSolves, "_setup", split, "linear_setups_s")
     _timed(nonlinear._PlasticKernels, "tangent_blocks", split, "tangent_blocks_s")
     _timed(nonlinear._PlasticKernels, "strain", split, "strain_s")
     _timed(nonlinear._PlasticKernels, "plastic_force", split, "plastic_force_s")
@@ -111,10 +123,16 @@ def run_child(case: dict, base: str = ".", timeout: float | None = None, label: 
     cmd = [sys.executable, __file__, "--child", json.dumps(case), "--base", str(base), "--out", str(tmp)]
     log = Path(str(tmp) + ".log")
     with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
         try:
-            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout, check=False)
-            rc = proc.returncode
+            rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            proc.terminate()  # the child writes its split so far
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
             rc = "timeout"
     wall = time.perf_counter() - t
     row = {"label": label, "analysis": case.get("analysis"), "wall_s": wall, "load_before": load0,
@@ -125,7 +143,12 @@ def run_child(case: dict, base: str = ".", timeout: float | None = None, label: 
         log.unlink()
     else:
         tail = log.read_text().strip().splitlines()[-6:]
-        row.update({"error": f"rc={rc}", "log_tail": tail, "log": str(log)})
+        steps = [ln for ln in log.read_text().splitlines() if "fembone.nonlinear step" in ln]
+        row.update({"error": f"rc={rc}", "log_tail": tail, "log": str(log), "last_step": steps[-1] if steps else None,
+                    "steps_done": len(steps)})
+        if tmp.is_file():
+            row.update(json.loads(tmp.read_text()))
+            tmp.unlink()
     return row
 
 

@@ -66,8 +66,10 @@ def main() -> None:
         rows.append(r)
         print(fmt(r) + f"  {TARGETS[name]:.0f} s: {'met' if r['met'] else 'NOT met'}", flush=True)
         if "split" in r:
-            print("   split:", r["split"], "| linear:", {k: r["solver"].get(k) for k in
+            print("   split:", r["split"], "| linear:", {k: r.get("solver", {}).get(k) for k in
                   ("solver", "setups", "setup_s", "solves", "solve_s", "cg_iterations")}, flush=True)
+        if "last_step" in r:
+            print(f"   stopped after {r['steps_done']} converged steps; last: {r['last_step']}", flush=True)
         if a.json:
             Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
 
