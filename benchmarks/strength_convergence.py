@@ -89,6 +89,13 @@ def child(case: dict, base: str, out: str) -> None:
     _timed(nonlinear._PlasticKernels, "plastic_force", split, "plastic_force_s")
     _timed(plasticity.DruckerPrager, "update", split, "return_mapping_s")
     _timed(nonlinear, "_tangent", split, "tangent_total_s")
+    if os.environ.get("STRENGTH_BENCH_CG_RTOL"):  # experiment: inexact Newton (looser inner CG tolerance)
+        import functools
+
+        from fembone.cases import strength_run
+
+        strength_run.PathOptions = functools.partial(nonlinear.PathOptions,
+                                                     cg_rtol=float(os.environ["STRENGTH_BENCH_CG_RTOL"]))
     t0 = time.perf_counter()
     model = build_model(case, base=base, source=f"bench:{case['name']}")
     t_build = time.perf_counter() - t0
