@@ -181,3 +181,15 @@ def test_segment_strength_input_is_checked_like_a_vertebra(change, where):
     with pytest.raises(InputError) as exc:
         parse_case(c, source="seg.yaml")
     assert where in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_shipped_example_parses():
+    from pathlib import Path
+
+    from fembone.cases import parse_case
+    from fembone.core.schema import parse_yaml
+
+    path = Path(__file__).resolve().parents[2] / "cases" / "L1_lytic_strength.yaml"
+    spec = parse_case(parse_yaml(path.read_text(), str(path)), base=path.parent, source=str(path))
+    a = spec.extensions["analysis"]
+    assert (a.type, a.max_displacement, a.steps) == ("strength", 1.0, 20)
