@@ -66,7 +66,11 @@ def _setup_of(raw: dict) -> str:
     if isinstance(b, dict):
         legacy = any(k in b for k in ("inferior", "coupling", "potting"))
         return str(b.get("setup", "endplates" if legacy else DEFAULT_SETUP))
-    return DEFAULT_SETUP if "vertebra" in raw else "endplates"
+    if "vertebra" in raw:
+        return DEFAULT_SETUP
+    ct = raw.get("ct")  # CT with labelled caps is a compression test
+    caps = isinstance(ct, dict) and isinstance(ct.get("labels"), dict) and ct["labels"].get("caps")
+    return "in_vitro" if caps else "endplates"
 
 
 def _law(value, path: str) -> BoneLaw | None:

@@ -70,6 +70,19 @@ def test_ct_case_runs_to_strength(ct_runs):
     assert (folder / "strength_curve.csv").is_file() and (folder / "strength.pvd").is_file()
 
 
+def test_ct_with_caps_and_no_boundary_key_is_a_platen_case():
+    """A CT case whose labels carry caps gets setup: in_vitro by default; without caps, endplates (refused)."""
+    from fembone.cases import parse_case
+    from fembone.core.errors import InputError
+
+    c = ct_case("x")
+    del c["boundary"]
+    assert parse_case(c, source="x.yaml").extensions["analysis"].type == "strength"
+    c["ct"]["labels"].pop("caps")
+    with pytest.raises(InputError, match=r"analysis\.type: .*setup: endplates"):
+        parse_case(c, source="x.yaml")
+
+
 def test_ct_density_sets_each_elements_law(ct_runs):
     """Interior trabecular elements at 150 mg/cc K2HPO4: rho_ash = 1.06 x 0.150 + 0.0389 = 0.1979 g/cc,
     E = -34.7 + 3230 x 0.150 = 449.8 MPa (kopperdahl2002), yield 0.0084 E = 3.7783 MPa; Keyak:
