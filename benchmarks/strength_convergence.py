@@ -118,8 +118,23 @@ def child(case: dict, base: str, out: str) -> None:
         "solver": st["solver"], "split": {k: round(v, 2) for k, v in split.items()},
         "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "curve": st["curve"],
+        "first_peak_N": first_peak(st["curve"]["force"]),
     }
     Path(out).write_text(json.dumps(row, indent=1) + "\n")
+
+
+def first_peak(force) -> float | None:
+    """The first local maximum of the curve (N): where the force first falls (None while it only rises).
+
+    ``strength`` of the summary is the largest force of the whole path; where elastic regions
+    (caps' reach, cement, lesion) and the flat cortical plateau make the force rise again after
+    the bone has softened, that maximum sits at the end of the path and grows with
+    ``max_displacement``; the first peak is the ultimate load of an experiment."""
+    F = list(force)
+    for i in range(1, len(F) - 1):
+        if F[i] >= F[i - 1] and F[i + 1] < F[i]:
+            return float(F[i])
+    return None
 
 
 def run_child(case: dict, base: str = ".", timeout: float | None = None, label: str = "") -> dict:
