@@ -40,6 +40,7 @@ class StrengthRun:
     elements: np.ndarray  # plastic elements
     fail_alpha: np.ndarray  # (n_points,) plastic strain from which a point counts as failed
     nq: int
+    peak: int = -1  # step of the ultimate load (first local maximum of the force)
 
     def element_fields(self, k: int, n_elements: int) -> dict[str, np.ndarray]:
         """Cell fields of step ``k``: mean plastic strain, yielded and failed volume shares."""
@@ -180,11 +181,11 @@ def run_strength(model, spec) -> StrengthRun:
     height = float(np.ptp(z))
     m = strength_metrics(d, path.force, OFFSET_STRAIN * height)
     lam_y, F_y = path.first_yield()
-    run = StrengthRun(path, d, {}, pset.elements, fail_alpha, nq)
-    k = path.peak
+    k = m["peak_index"]  # the first local maximum (ultimate load), not the path's largest force
+    run = StrengthRun(path, d, {}, pset.elements, fail_alpha, nq, peak=k)
     summary = {
         "strength": m["strength"], "unit": "N", "displacement_at_peak": m["displacement_at_peak"],
-        "peak_reached": m["peak_reached"],
+        "peak_reached": m["peak_reached"], "path_maximum": m["path_maximum"],
         "yield_force": m["yield_force"], "yield_displacement": m["yield_displacement"],
         "yield_offset": m["offset"], "yield_offset_note": f"{100 * OFFSET_STRAIN:g} % of the bone height {height:.1f} mm",
         "first_yield_force": F_y, "first_yield_displacement": lam_y * spec.max_displacement,
@@ -230,14 +231,14 @@ def strength_postprocessor(model, geom, res) -> dict:
     if isinstance(risk, dict) and risk.get("load_unit") == "N" and pre.get("kind") == "force" and S > 0:
         applied = risk.get("applied_load")
         risk["strength"] = S
-        risk["strength_method"] = "nonlinear (peak of the platen force-displacement curve)"
+        risk["strength_method"] = "nonlinear (first peak of the platen force-displacement curve)"
         if applied is not None:
             risk["factor_of_risk_nonlinear"] = float(applied) / S
         if risk.get("strength_estimate"):
             risk["strength_linear_over_nonlinear"] = float(risk["strength_estimate"]) / S
     if run.path.states:
         cd = dict(res.extra.get("_cell_data", {}))
-        fields = run.element_fields(run.path.peak, model.mesh.n_elements)
+        fields = run.element_fields(run.peak, model.mesh.n_elements)
         cd.update({f"{k}_at_peak": v for k, v in fields.items()})
         out["_cell_data"] = cd
     return out

@@ -144,17 +144,33 @@ def failure_strain(law: BoneLaw, alpha_knots: np.ndarray) -> np.ndarray:
     return np.zeros(len(alpha_knots))
 
 
-def strength_metrics(displacement: np.ndarray, force: np.ndarray, offset: float) -> dict:
-    """Peak and offset-yield point of a force-displacement curve (mm, N; compression positive).
+def first_peak(force: np.ndarray) -> int | None:
+    """Index of the first local maximum of a force curve (the ultimate load of a test), or None
+    while the force only rises.  After it, the force of a softened vertebra can rise again where
+    elastic parts (caps, cement, lesion) and a flat cortical plateau carry on; the path's largest
+    force would then sit at its end and grow with the platen travel."""
+    F = np.asarray(force, float)
+    if len(F) < 3:
+        return None
+    i = np.flatnonzero((F[1:-1] >= F[:-2]) & (F[2:] < F[1:-1]))
+    return int(i[0]) + 1 if len(i) else None
 
-    strength = the peak force; yield point = where the curve crosses the line of the initial
-    stiffness k0 (secant of the first step) shifted by ``offset`` (mm): F = k0 (d - offset).
+
+def strength_metrics(displacement: np.ndarray, force: np.ndarray, offset: float) -> dict:
+    """Ultimate load and offset-yield point of a force-displacement curve (mm, N; compression positive).
+
+    strength = the first local maximum of the force (the ultimate load as a compression test
+    reads it), or the last force when the curve never falls (``peak_reached`` False: a lower
+    bound); ``path_maximum`` = the largest force of the whole path.  Yield point = where the
+    curve crosses the line of the initial stiffness k0 (secant of the first step) shifted by
+    ``offset`` (mm): F = k0 (d - offset) (the offset method of ASTM E8 / Keaveny's bone tests).
     """
     d, F = np.asarray(displacement, float), np.asarray(force, float)
-    k = int(np.argmax(F))
-    out = {"strength": float(F[k]), "displacement_at_peak": float(d[k]),
-           "peak_reached": bool(k < len(F) - 1), "initial_stiffness": None, "yield_force": None,
-           "yield_displacement": None, "offset": float(offset)}
+    peak = first_peak(F)
+    k = peak if peak is not None else len(F) - 1
+    out = {"strength": float(F[k]), "displacement_at_peak": float(d[k]), "peak_index": int(k),
+           "peak_reached": peak is not None, "path_maximum": float(F.max()), "initial_stiffness": None,
+           "yield_force": None, "yield_displacement": None, "offset": float(offset)}
     if len(d) < 2 or d[1] <= 0:
         return out
     k0 = F[1] / d[1]

@@ -72,6 +72,19 @@ def test_offset_yield_and_peak_on_a_bilinear_curve():
     assert m["initial_stiffness"] == pytest.approx(1000.0)
 
 
+def test_strength_is_the_first_peak_not_the_path_maximum():
+    """A softened vertebra whose elastic parts make the force rise again: the ultimate load is the
+    first local maximum (1000 N at 0.2 mm), not the 1200 N at the end of the path."""
+    d = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    F = np.array([0.0, 500.0, 1000.0, 900.0, 950.0, 1200.0])
+    m = strength_metrics(d, F, 0.05)
+    assert (m["strength"], m["displacement_at_peak"], m["peak_index"]) == (1000.0, 0.2, 2)
+    assert m["peak_reached"] and m["path_maximum"] == 1200.0
+    # a plateau that then falls: the first point of the plateau's end
+    m = strength_metrics(d, np.array([0.0, 500.0, 800.0, 800.0, 700.0, 600.0]), 0.05)
+    assert (m["strength"], m["peak_index"]) == (800.0, 3)
+
+
 # -- bad input: one line naming the key ------------------------------------------------------------
 @pytest.mark.parametrize("change, where, words", [
     (lambda c: c.update(boundary={"setup": "endplates"}), "analysis.type", "platen set-up"),
@@ -121,7 +134,9 @@ def test_strength_summary_and_factor_of_risk(run):
     model, result, summary, out = run
     st = summary["meta"]["strength"]
     F = np.array(st["curve"]["force"])
-    assert st["strength"] == pytest.approx(F.max()) and st["peak_reached"]
+    k = next(i for i in range(1, len(F) - 1) if F[i] >= F[i - 1] and F[i + 1] < F[i])  # first local maximum
+    assert st["strength"] == pytest.approx(F[k]) and st["peak_reached"]
+    assert st["path_maximum"] == pytest.approx(F.max())
     assert st["first_yield_force"] < st["yield_force"] <= st["strength"]
     risk = summary["loadcases"]["c"]["risk"]
     # applied load of a displacement-controlled case is its platen force; nonlinear FoR = applied / strength

@@ -51,8 +51,12 @@ def strength_data(source: str | Path | dict) -> dict | None:
     F = [float(r["force_N"]) for r in rows]
     if not F:
         return None
-    k = max(range(len(F)), key=F.__getitem__)
-    return {"curve": {"displacement": d, "force": F}, "strength": F[k], "displacement_at_peak": d[k]}
+    from fembone.spine.strength import first_peak
+
+    peak = first_peak(F)
+    k = peak if peak is not None else len(F) - 1
+    return {"curve": {"displacement": d, "force": F}, "strength": F[k], "displacement_at_peak": d[k],
+            "peak_reached": peak is not None}
 
 
 def _figure(size=(6.4, 4.4)):
