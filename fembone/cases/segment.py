@@ -255,6 +255,14 @@ def _parse_rods(value, spec: SegmentSpec) -> RodSpec:
 
 
 # ------------------------------------------------------------------------------- building
+#: DOFs up to which ``solver: auto`` factorises a segment whatever its load-case count: on a
+#: 292k-DOF tet10 T12-L2 one load case took AMG-CG 248 iterations and 114 s against PARDISO's
+#: 29 s (nearly incompressible nucleus, disc ties), and PARDISO solved all five load cases of a
+#: 0.92M-DOF segment in 615 s and 11.8 GiB (benchmarks/README.md, issue 12); the factor's
+#: memory (~n^1.3) reaches ~16 GiB near 1.2M DOFs.
+SEGMENT_DIRECT_LIMIT = 1_200_000
+
+
 class SegmentExtension(Extension):
     name = "segment"
     keys = ("segment", "rods")
@@ -325,6 +333,17 @@ class SegmentExtension(Extension):
         model.meta["_screws"] = screws
         model.meta["_rods"] = rods
         model.postprocessors.append(segment_postprocessor)
+
+    def finish(self, spec: SegmentSpec, ctx: BuildContext) -> None:
+        """``solver: auto`` factorises a segment up to :data:`SEGMENT_DIRECT_LIMIT` DOFs."""
+        from fembone.core.solvers import Pardiso
+
+        model = ctx.model
+        if model.solver in (None, "auto") and model.n_dofs <= SEGMENT_DIRECT_LIMIT and Pardiso.available():
+            model.solver = "pardiso"
+            ctx.meta["segment"]["solver_rule"] = (
+                f"pardiso: segments are factorised up to {SEGMENT_DIRECT_LIMIT:,} DOFs (AMG-CG converges slowly "
+                "with the nearly incompressible nucleus and the disc ties)")
 
     def load(self, spec: SegmentSpec, entry: PresetLoad, ctx: BuildContext) -> np.ndarray:
         model = ctx.model
