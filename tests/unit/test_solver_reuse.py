@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fembone.core.analysis import solve
 from fembone.cases import build_model
+from fembone.core.analysis import solve
 from fembone.core.meshgen import box_mesh, write_mesh
 from fembone.core.solvers import Pardiso
 
@@ -50,3 +50,20 @@ def test_solver_of_another_kind_is_not_reused(mesh_file):
     assert again.solver == "amg"
     d = np.abs(again.loadcases["bend"].u - first.loadcases["bend"].u).max() / np.abs(first.loadcases["bend"].u).max()
     assert d < 1e-7, f"amg vs superlu differ by {d:.2e}"
+
+
+def test_path_factorises_small_models_with_pardiso_where_installed():
+    """A nonlinear path solves many times on one pattern: below SMALL_LIMIT ``auto`` takes PARDISO
+    (not SuperLU) when it is installed; the solve is exact either way."""
+    import scipy.sparse as sp
+
+    from fembone.core.nonlinear import LinearSolves
+
+    n = 300
+    K = sp.diags([np.full(n - 1, -1.0), np.full(n, 4.0), np.full(n - 1, -1.0)], [-1, 0, 1], format="csr")
+    x_exact = np.linspace(1.0, 2.0, n)
+    ls = LinearSolves(n, "auto", "reuse", 1e-10, 10, None)
+    x = ls.solve(K, K @ x_exact)
+    assert np.abs(x - x_exact).max() < 1e-8
+    assert ls.stats["solver"] == ("pardiso" if Pardiso.available() else "superlu")
+    assert LinearSolves(n, "superlu", "reuse", 1e-10, 10, None).solve(K, K @ x_exact) is not None
