@@ -399,3 +399,18 @@ def blocks_to_csr(pat: Pattern, U: np.ndarray) -> sp.csr_matrix:
     K = sp.csr_matrix((data, indices, indptr), shape=(n, n), copy=False)
     K.has_sorted_indices = True
     return K
+
+
+def csr_positions(K: sp.csr_matrix, dK: sp.csr_matrix) -> np.ndarray | None:
+    """Where each stored entry of ``dK`` sits in ``K.data`` (None if one is missing): adding a
+    matrix of a sub-pattern into K's values without a sparse sum (indices sorted in both)."""
+    pos = None
+    if K.has_sorted_indices and dK.has_sorted_indices and dK.shape[0] <= K.shape[0]:
+        ncol = np.int64(K.shape[1])
+        kk = np.repeat(np.arange(K.shape[0], dtype=np.int64), np.diff(K.indptr)) * ncol + K.indices
+        kd = np.repeat(np.arange(dK.shape[0], dtype=np.int64), np.diff(dK.indptr)) * ncol + dK.indices
+        p = np.searchsorted(kk, kd)
+        p[p >= len(kk)] = 0
+        if np.array_equal(kk[p], kd):
+            pos = p.astype(np.int32 if K.nnz < 2**31 - 1 else np.int64)
+    return pos

@@ -109,3 +109,34 @@ def test_geometry_is_made_on_first_use_only():
     assert asm._geometry is None  # affine elements need no quadrature gradients
     vol = asm.geometry.volumes
     assert np.isclose(vol.sum(), 12.0)  # the 3 x 2 x 2 box (mm^3)
+
+
+def test_csr_positions_adds_a_sub_pattern_in_place():
+    """Adding dK (a sub-pattern of K, fewer rows) through the position map equals K + dK exactly
+    and keeps K's structure; an entry K lacks gives None (the caller then forms the sum)."""
+    import scipy.sparse as sp
+
+    from fembone.core.assembly import csr_positions
+
+    rng = np.random.default_rng(3)
+    A = sp.random(40, 40, density=0.2, random_state=4, format="csr")
+    K = (A + A.T + sp.eye(40)).tocsr()
+    K.sort_indices()
+    mask = sp.csr_matrix(K[:30].copy())
+    mask.data = rng.standard_normal(mask.nnz)
+    keep = rng.random(mask.nnz) < 0.6  # a sub-pattern of the first 30 rows
+    dK = sp.csr_matrix((mask.data * keep, mask.indices, mask.indptr), shape=(30, 40))
+    dK.eliminate_zeros()
+    dK.sort_indices()
+    pos = csr_positions(K, dK)
+    data = K.data.copy()
+    data[pos] += dK.data
+    S = sp.csr_matrix((data, K.indices, K.indptr), shape=K.shape)
+    dK40 = sp.csr_matrix((dK.data, dK.indices, np.concatenate([dK.indptr, np.full(10, dK.indptr[-1])])), shape=(40, 40))
+    assert abs(S - (K + dK40)).max() == 0.0
+    assert np.array_equal(S.indices, K.indices) and np.array_equal(S.indptr, K.indptr)
+    missing = sp.csr_matrix(([1.0], ([0], [39])), shape=(30, 40))
+    Kd = K.copy()
+    Kd[0, 39] = 0.0  # make sure the test's missing entry is truly absent from a copy
+    Kd.eliminate_zeros()
+    assert csr_positions(Kd, missing) is None
