@@ -14,12 +14,6 @@ from fembone.core.analysis import solve
 from fembone.spine.risk import CRITICAL_FRACTION
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FEMBONE_CACHE", str(tmp_path_factory.mktemp("fembone-cache")))
-    yield
-    mp.undo()
 
 
 def _risk(d: float) -> dict:

@@ -15,13 +15,6 @@ from fembone.cases import build_model
 from fembone.core.errors import InputError
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    d = tmp_path_factory.mktemp("fembone-cache")
-    mp.setenv("FEMBONE_CACHE", str(d))
-    yield d
-    mp.undo()
 
 
 def case(**extra) -> dict:

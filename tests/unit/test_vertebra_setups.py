@@ -29,12 +29,6 @@ M = 7500.0  # N mm, pure moment (Rohlmann et al. 2001)
 P = 400.0  # N, axial preload
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FEMBONE_CACHE", str(tmp_path_factory.mktemp("fembone-cache")))
-    yield
-    mp.undo()
 
 
 def case(setup: str | None = "in_vitro", loadcases=None, regions: str = "conforming", **extra) -> dict:

@@ -48,12 +48,6 @@ def _strength(case: dict, base: str) -> tuple[float, float, dict]:
     return st["strength"], risk["axial_stiffness"], st  # the first local maximum: the ultimate load
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FEMBONE_CACHE", str(tmp_path_factory.mktemp("strength-cache")))
-    yield
-    mp.undo()
 
 
 @pytest.fixture(scope="module")
