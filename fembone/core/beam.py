@@ -15,6 +15,16 @@ moments; the global stiffness does not depend on them.
 Everything is vectorised over ``n`` beams: arrays have a leading axis of length
 ``n`` and scalars broadcast.  Units: mm, N, MPa; moments N·mm.
 
+Initial (stress-free) curvature ``kappa0`` (rad/mm, a global vector normal to the axis:
+the rate of change of the stress-free rotation along the beam, so a beam along x with
+``kappa0 = c e_z`` is stress-free on the arc u_y = c x^2 / 2) is an eigenstrain, like a
+through-thickness thermal gradient kappa0 = alpha dT/h.  Its equivalent nodal loads are the
+end moments ``-E I kappa0`` at node 0 and ``+E I kappa0`` at node 1, and the section moment
+is M = E I (kappa - kappa0) (Przemieniecki 1968, equivalent thermal loads of the beam
+element; Cook et al., *Concepts and Applications of FEA*, initial-strain loads) [M].
+They are exact for the Timoshenko element too: the stress-free arc has no shear strain,
+and k u of that arc's nodal values equals the load vector for every Phi.
+
 Examples
 --------
 >>> import numpy as np
@@ -43,6 +53,7 @@ __all__ = [
     "beam_global_stiffness",
     "beam_end_forces",
     "beam_results",
+    "beam_curvature_load",
 ]
 
 Array = NDArray[np.float64]
@@ -310,11 +321,14 @@ def beam_end_forces(
     *,
     shear_rigid: bool = False,
     up: ArrayLike | None = None,
+    kappa0: ArrayLike | None = None,
 ) -> Array:
-    """Local end forces f = k T u_elem, shape (n, 12): forces (N) and moments (N·mm) that the
-    nodes exert on the element, in the element frame of :func:`beam_frames`.
+    """Local end forces f = k T u_elem - T f0, shape (n, 12): forces (N) and moments (N·mm)
+    that the nodes exert on the element, in the element frame of :func:`beam_frames`.
 
     ``u_elem`` (n, 12): global element displacements (mm) and rotations (rad).
+    ``kappa0``: initial curvature (rad/mm), (3,) or (n, 3) global vectors normal to the axis;
+    f0 is its load vector (:func:`beam_curvature_load`).  ``None`` leaves f = k T u untouched.
     """
     K, T = _section_stiffness(x0, x1, E, nu, section, shear_rigid, up)
     u = np.asarray(u_elem, dtype=float)
@@ -322,7 +336,12 @@ def beam_end_forces(
     if u.shape != (K.shape[0], 12):
         raise InputError(f"u_elem must have shape ({K.shape[0]}, 12), got {np.shape(u_elem)}")
     u_local = np.einsum("nij,nj->ni", T, u)
-    return np.einsum("nij,nj->ni", K, u_local)
+    f = np.einsum("nij,nj->ni", K, u_local)
+    if kappa0 is not None:
+        f0 = np.einsum("nij,nj->ni", T, beam_curvature_load(x0, x1, E, section, kappa0))
+        f0[:, [3, 9]] = 0.0  # local torsion: zero by construction (kappa0 normal to the axis), not round-off
+        f = f - f0
+    return f
 
 
 def beam_results(
@@ -336,12 +355,14 @@ def beam_results(
     shear_rigid: bool = False,
     up: ArrayLike | None = None,
     transverse_shear: bool = True,
+    kappa0: ArrayLike | None = None,
 ) -> dict[str, Array]:
     """Stress resultants and peak von Mises stress per beam.
 
     Resultants act on the cross-section whose outward normal is local +x: at end 0 they
     are minus the end forces, at end 1 the end forces themselves (no span loads, so N, V and
-    T are constant and M is linear along the element; its ends bound it).
+    T are constant and M is linear along the element; its ends bound it).  With an initial
+    curvature ``kappa0`` (see :func:`beam_end_forces`) the moments are M = E I (kappa - kappa0).
 
     Returns a dict of arrays:
 
@@ -355,7 +376,7 @@ def beam_results(
       (:meth:`BeamSection.transverse_shear_factor`, Jourawski; conservative sum);
     - ``end_forces`` (n, 12): the local end forces of :func:`beam_end_forces`.
     """
-    f = beam_end_forces(x0, x1, E, nu, section, u_elem, shear_rigid=shear_rigid, up=up)
+    f = beam_end_forces(x0, x1, E, nu, section, u_elem, shear_rigid=shear_rigid, up=up, kappa0=kappa0)
     A, I, J, r = section.area(), section.second_moment(), section.polar_moment(), section.outer_radius
     N = f[:, 6]
     Vy, Vz = f[:, 7], f[:, 8]
@@ -381,3 +402,47 @@ def beam_results(
         "von_mises": vm,
         "end_forces": f,
     }
+
+
+# --------------------------------------------------------------------------- eigenstrain
+def beam_curvature_load(
+    x0: ArrayLike, x1: ArrayLike, E: ArrayLike, section: BeamSection, kappa0: ArrayLike
+) -> Array:
+    """Equivalent nodal loads of a uniform initial curvature, global axes, shape (n, 12).
+
+    ``kappa0`` (rad/mm): (3,) or (n, 3) global vectors normal to each beam axis (the
+    stress-free rotation rate d theta0 / ds).  Returns the moments -E I kappa0 on node 0 and
+    +E I kappa0 on node 1 (N·mm), zero forces: f0 = int B^T E I kappa0 dx with
+    int d(theta)/dx dx = theta1 - theta0 (Przemieniecki 1968, thermal loads) [M].  The pair is
+    self-equilibrated, and does not depend on G, k or the local y/z choice.  An axial
+    component (an initial twist) raises :class:`~fembone.core.errors.InputError`.
+    """
+    a, b = _points(x0, x1)
+    n = a.shape[0]
+    d = b - a
+    length = np.linalg.norm(d, axis=1)
+    _check_positive("length |x1 - x0| (mm)", length)
+    k = np.asarray(kappa0, dtype=float)
+    if k.shape not in ((3,), (n, 3)):
+        raise InputError(f"kappa0 must have shape (3,) or ({n}, 3) in rad/mm, got {k.shape}")
+    k = np.broadcast_to(k, (n, 3))
+    bad = np.flatnonzero(~np.isfinite(k).all(axis=1))
+    if bad.size:
+        raise InputError(f"kappa0 must be finite rad/mm, got {k[bad[0]]!r}", where=f"beam {bad[0]}")
+    twist = np.abs(np.einsum("ni,ni->n", k, d)) / length
+    bad = np.flatnonzero(twist > 1e-9 * np.linalg.norm(k, axis=1))
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(
+            f"kappa0 must be normal to the beam axis (bending only, no initial twist), got {k[i]!r} "
+            f"with an axial component {twist[i]:.3g} rad/mm", where=f"beam {i}",
+        )
+    E_ = _vector(E, "E")
+    if E_.size not in (1, n):
+        raise InputError(f"E must be a scalar or have length {n}, got {E_.size}")
+    _check_positive("E", E_)
+    m = (E_ * section.second_moment())[:, None] * k
+    f = np.zeros((n, 12))
+    f[:, 3:6] = -m
+    f[:, 9:12] = m
+    return f

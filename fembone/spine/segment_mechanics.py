@@ -39,12 +39,13 @@ import scipy.sparse as sp
 
 from fembone.core.beam import (
     BeamSection,
+    beam_curvature_load,
     beam_end_forces,
     beam_frames,
     beam_global_stiffness,
     beam_results,
 )
-from fembone.core.errors import FemboneError
+from fembone.core.errors import FemboneError, InputError
 
 
 # ------------------------------------------------------------------------------------ facets
@@ -179,9 +180,21 @@ def beam_plane_force(pts: np.ndarray, ue: np.ndarray, E: float, nu: float, secti
 
 
 # ------------------------------------------------------------------------------------- rods
+POSTERIOR = (0.0, -1.0, 0.0)  # the segment frame: x right, y anterior, z superior
+
+
 @dataclass
 class Rod:
-    """A rod through screw heads (extra-node ids), a chain of Timoshenko beams. mm, MPa."""
+    """A rod through screw heads (extra-node ids), a chain of Timoshenko beams. mm, MPa.
+
+    ``prebend`` (1/mm): curvature of the surgeon's contour, the rod's stress-free shape, in
+    the plane of the rod and ``posterior``; positive is lordotic (centre of curvature
+    posterior: the rod is concave backwards, like the lumbar lordosis), negative kyphotic,
+    0 a straight rod.  It is counted from the heads' own line (a rod that fits the heads
+    exactly is prebend 0), is uniform along the rod and bends it about its lateral axis
+    t x p (t the rod tangent, p the posterior direction normal to it).  Forced through the
+    heads it preloads rod, screws and bone in every load case (:func:`rod_preload`).
+    """
 
     name: str
     heads: list[int]
@@ -190,11 +203,59 @@ class Rod:
     nu: float
     yield_strength: float
     nodes: np.ndarray | None = None
+    prebend: float = 0.0  # 1/mm, + lordotic
+    posterior: tuple[float, float, float] = POSTERIOR
+    kappa0: np.ndarray | None = None  # (n_beams, 3) rad/mm, set by add_rod when prebend != 0
+    preload: tuple[np.ndarray, np.ndarray] | None = None  # (dofs, N and N mm), set by add_rod
+
+
+def parse_prebend(value, path: str = "rods.prebend") -> dict[str, float]:
+    """``{radius: R}`` (mm) or ``{angle_deg: a}`` (total bend between the end heads), signed
+    (+ lordotic); ``None`` -> ``{}`` (straight).  Bad input raises a one-line InputError."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in ("radius", "angle_deg"):
+        raise InputError(f"give one of radius (mm) or angle_deg, e.g. {{radius: 200}}; got {value!r}", path)
+    key, x = next(iter(value.items()))
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not np.isfinite(x):
+        raise InputError(f"must be a number, got {x!r}", f"{path}.{key}")
+    if key == "radius" and abs(x) < 20.0:
+        raise InputError(f"|radius| must be >= 20 mm (a rod bent tighter than that is out of the linear range), got {x!r}",
+                         f"{path}.radius")
+    if key == "angle_deg" and abs(x) > 60.0:
+        raise InputError(f"|angle_deg| must be <= 60, got {x!r}", f"{path}.angle_deg")
+    return {key: float(x)}
+
+
+def prebend_curvature(prebend: dict[str, float] | None, heads: np.ndarray) -> float:
+    """Curvature (1/mm, + lordotic) of a :func:`parse_prebend` dict for a rod through the head
+    points ``heads`` (m, 3) mm: 1/R, or the bend angle over the heads' polyline length."""
+    if not prebend:
+        return 0.0
+    if "radius" in prebend:
+        return 1.0 / prebend["radius"]
+    length = float(np.linalg.norm(np.diff(np.asarray(heads, float), axis=0), axis=1).sum())
+    return float(np.radians(prebend["angle_deg"])) / length
+
+
+def rod_kappa0(pts: np.ndarray, prebend: float, posterior=POSTERIOR) -> np.ndarray:
+    """Initial curvature vectors (n-1, 3) rad/mm of the beams along the polyline ``pts`` (n, 3):
+    kappa0 = prebend t x p, p the unit part of ``posterior`` normal to the beam's tangent t
+    (d t0/ds = prebend p: the stress-free rod turns towards posterior)."""
+    t = np.diff(pts, axis=0)
+    t /= np.linalg.norm(t, axis=1)[:, None]
+    p = np.asarray(posterior, float)
+    p = p - np.einsum("ni,i->n", t, p)[:, None] * t
+    norm = np.linalg.norm(p, axis=1)
+    if np.any(norm < 1e-6):
+        raise FemboneError("a prebent rod cannot run along the posterior direction (its sagittal plane is undefined)")
+    return prebend * np.cross(t, p / norm[:, None])
 
 
 def add_rod(model, rod: Rod, h: float) -> None:
     """Beams along straight pieces between consecutive heads (spacing <= h); the end nodes are the
-    heads themselves, so the joints are rigid (all six DOFs shared)."""
+    heads themselves, so the joints are rigid (all six DOFs shared).  A nonzero ``rod.prebend``
+    sets ``rod.kappa0`` and ``rod.preload``, the curvature's nodal loads (:func:`rod_preload`)."""
     pts_all = model.layout.extra_points
     ids = [rod.heads[0]]
     for a, b in zip(rod.heads[:-1], rod.heads[1:]):
@@ -217,14 +278,40 @@ def add_rod(model, rod: Rod, h: float) -> None:
     model.meta["_extra_edges"] = np.vstack([model.meta.get("_extra_edges", np.zeros((0, 2), int)),
                                             np.column_stack([nn + ids[:-1], nn + ids[1:]])])
     model.meta.setdefault("_lines", []).append((rod.name, np.column_stack([ids[:-1], ids[1:]])))
+    if rod.prebend != 0.0:
+        rod.kappa0 = rod_kappa0(pts, rod.prebend, rod.posterior)
+        rod.preload = (edofs.ravel(), beam_curvature_load(pts[:-1], pts[1:], rod.E, rod.section, rod.kappa0).ravel())
 
 
-def chain_results(model, ids: np.ndarray, E: float, nu: float, section: BeamSection, yield_strength: float, u: np.ndarray) -> dict:
-    """Peak von Mises stress (MPa) against yield, axial force and bending moment of a beam chain."""
+def rod_preload(rods: list[Rod], n_dofs: int) -> np.ndarray:
+    """Sum of the rods' prebend loads (N, N mm), shape (n_dofs,); zeros without prebend.
+
+    The loads are self-equilibrated (no net force or moment), so adding them to every load
+    case leaves the reactions' balance against the applied loads unchanged."""
+    f = np.zeros(n_dofs)
+    for rod in rods:  # one or two rods, each vectorised over its beams
+        if rod.preload is not None:
+            f += np.bincount(rod.preload[0], weights=rod.preload[1], minlength=n_dofs)
+    return f
+
+
+def add_rod_preloads(model, rods: list[Rod]) -> None:
+    """Add :func:`rod_preload` to every load case in ``model.loads`` (call once, after they are built)."""
+    if not any(r.preload is not None for r in rods):
+        return
+    f = rod_preload(rods, model.layout.n_dofs)
+    for name, vec in model.loads.items():
+        model.loads[name] = vec + f[: len(vec)]
+
+
+def chain_results(model, ids: np.ndarray, E: float, nu: float, section: BeamSection, yield_strength: float, u: np.ndarray,
+                  kappa0: np.ndarray | None = None) -> dict:
+    """Peak von Mises stress (MPa) against yield, axial force and bending moment of a beam chain;
+    ``kappa0`` (n-1, 3) rad/mm: a prebent rod's initial curvature (M = E I (kappa - kappa0))."""
     pts = model.layout.extra_points[ids]
     dofs = model.layout.extra_dofs(ids)
     ue = np.hstack([u[dofs[:-1]], u[dofs[1:]]])
-    r = beam_results(pts[:-1], pts[1:], E, nu, section, ue)
+    r = beam_results(pts[:-1], pts[1:], E, nu, section, ue, kappa0=kappa0)
     vm = r["von_mises"]
     return {"peak_von_mises": float(vm.max()), "yield_ratio": float(vm.max() / yield_strength),
             "max_axial_force": float(np.abs(r["axial_force"]).max()), "max_bending_moment": float(r["bending"].max()),
