@@ -142,7 +142,8 @@ class Segment:
     offset: dict[str, float]  # z of each level's body centroid
     nodes: dict[str, np.ndarray]  # node ids of each level (vertebra and its half discs)
     elements: dict[str, np.ndarray]
-    landmarks: dict[str, dict] = field(default_factory=dict)  # vertebra_landmarks in the segment frame
+    landmarks: dict[str, dict] = field(default_factory=dict)  # vertebra_landmarks in the segment frame (generated levels)
+    imported: dict[str, str] = field(default_factory=dict)  # level -> "ct" | "surface" (fembone.spine.segment_import)
 
     def set(self, level: str, name: str) -> np.ndarray:
         return self.mesh.cell_sets.get(f"{level}.{name}", np.zeros(0, np.int64))
@@ -161,14 +162,21 @@ def face_height(dims: VertebraDims, half_disc: float) -> float:
     return 0.5 * dims.body_height - dims.endplate_dish + half_disc
 
 
-def stack(meshes: dict[str, Mesh], g: SegmentGeometry) -> Segment:
-    """Stack level meshes (each in its own vertebra frame) along z, caudal vertebra at the origin."""
+def stack(meshes: dict[str, Mesh], g: SegmentGeometry, faces: dict[str, tuple[float, float]] | None = None) -> Segment:
+    """Stack level meshes (each in its own vertebra frame) along z, caudal vertebra at the origin.
+
+    ``faces``: for imported levels, the z (mm, vertebra frame) of their superior and inferior
+    half discs' flat faces (generated levels: :func:`face_height`); each upper level is put so
+    that its inferior face lies on the lower level's superior face.
+    """
     levels = g.levels
+    faces = faces or {}
     dims = {lv: segment_dims(lv) for lv in levels}
     half = 0.5 * g.disc_height
+    zf = {lv: faces.get(lv, (face_height(dims[lv], half), -face_height(dims[lv], half))) for lv in levels}
     offset = {levels[-1]: 0.0}
     for up, lo in zip(levels[-2::-1], levels[:0:-1]):
-        offset[up] = offset[lo] + face_height(dims[lo], half) + face_height(dims[up], half)
+        offset[up] = offset[lo] + zf[lo][0] - zf[up][1]
     orders = {m.order for m in meshes.values()}
     if len(orders) != 1:
         raise InputError("the level meshes differ in element order", "segment.order")
@@ -193,6 +201,8 @@ def stack(meshes: dict[str, Mesh], g: SegmentGeometry) -> Segment:
             straighten_faces(mesh.points, fsets[name])
     seg = Segment(mesh, levels, dims, offset, nodes, elems)
     for lv in levels:
+        if lv in faces:  # imported: the generator's landmarks do not describe it
+            continue
         lm = vertebra_landmarks(dims[lv])
         seg.landmarks[lv] = _shift_landmarks(lm, offset[lv])
     return seg
@@ -211,9 +221,17 @@ def _shift_landmarks(lm: dict, dz: float) -> dict:
     return out
 
 
-def build_segment(g: SegmentGeometry, read, cache: Path | None = None) -> Segment:
-    """Generate (or reuse) every level's mesh, read it with ``read(path)``, and stack them."""
-    return stack({lv: read(level_mesh(g, lv, cache)) for lv in g.levels}, g)
+def build_segment(g: SegmentGeometry, read, cache: Path | None = None, imported: dict | None = None) -> Segment:
+    """Generate (or reuse) every level's mesh, read it with ``read(path)``, and stack them.
+
+    ``imported``: level -> :class:`fembone.spine.segment_import.ImportedLevel` (CT or surface
+    levels, built already), used instead of the generated level.
+    """
+    imported = imported or {}
+    meshes = {lv: imported[lv].mesh if lv in imported else read(level_mesh(g, lv, cache)) for lv in g.levels}
+    seg = stack(meshes, g, {lv: imp.faces for lv, imp in imported.items()})
+    seg.imported = {lv: imp.info.get("kind", "imported") for lv, imp in imported.items()}
+    return seg
 
 
 def write_segment(g: SegmentGeometry, out: str | Path) -> Path:

@@ -1,0 +1,241 @@
+"""Parsing of the segment extension's keys (``segment``, ``lesions``, ``cement``, ``screws``, ``rods``).
+
+The keys are listed in :mod:`fembone.cases.segment`.  ``segment.vertebrae`` names levels that
+come from CT or from an imported surface instead of the generator
+(:mod:`fembone.spine.segment_import`)::
+
+    segment:
+      levels: [L1, L2, L3]
+      vertebrae:
+        L2: {ct: {image: ..., labels: {...}, calibration: ..., law: ...}, half_discs: synthesise}
+        # or L2: {surface: {file: L2.obj, units: m}}
+
+What needs the generator's landmarks is refused on an imported level with one line naming
+the key: placed screws, parametric lesions and cement (a CT lesion is given by its label,
+``ct.labels.lesion``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fembone.cases.screws import _make_screw, parse_screw
+from fembone.cases.vertebra_spec import (
+    DISC,
+    _cement,
+    _lesion,
+    _material_pair,
+)
+from fembone.core import schema as S
+from fembone.core.errors import InputError
+from fembone.core.materials import Isotropic
+from fembone.spine.bone import vertebra_materials
+from fembone.spine.geometry.vertebra_dims import vertebra_landmarks
+from fembone.spine.screws import SCREW_MATERIALS, Screw
+from fembone.spine.segment import (
+    SegmentGeometry,
+    parse_levels,
+    segment_dims,
+)
+from fembone.spine.segment_import import ImportSpec, parse_imported
+from fembone.spine.segment_mechanics import FacetModel
+
+HEAD_HEIGHT = 10.0  # mm from the lamina's back face to the rod axis (tulip head), stated
+
+
+@dataclass
+class RodSpec:
+    diameter: float
+    material: dict
+    material_name: str
+    sides: tuple[str, ...]
+    levels: tuple[str, ...] | None
+    path: str = "rods"
+
+
+@dataclass
+class SegmentSpec:
+    geometry: SegmentGeometry
+    facets: FacetModel | None
+    materials: dict
+    material_info: dict
+    disc: dict
+    index: str
+    screws: list[tuple[Screw, str | None, str | None]] = field(default_factory=list)  # screw, level, side
+    interface: dict[int, float] = field(default_factory=dict)
+    rods: RodSpec | None = None
+    lesions: list = field(default_factory=list)  # (level, LesionSpec)
+    cement: list = field(default_factory=list)  # (level, CementSpec)
+    imported: dict[str, ImportSpec] = field(default_factory=dict)  # level -> CT / surface (segment.vertebrae)
+    base: Path = Path(".")  # the case file's folder (imported files are relative to it)
+
+
+def _parse_facets(value, path: str) -> FacetModel | None:
+    if value is True or value is None:
+        return FacetModel()
+    if value is False:
+        return None
+    S.mapping(value, path, allowed=("normal_stiffness", "shear_stiffness", "angle_deg"))
+    d = FacetModel()
+    return FacetModel(S.number(value.get("normal_stiffness", d.normal_stiffness), f"{path}.normal_stiffness", lo=0, lo_open=True),
+                      S.number(value.get("shear_stiffness", d.shear_stiffness), f"{path}.shear_stiffness", lo=0),
+                      S.number(value.get("angle_deg", d.angle_deg), f"{path}.angle_deg", lo=0, hi=90))
+
+
+def _known_level(value, path: str, levels: tuple[str, ...]) -> str:
+    """A level name of the segment."""
+    lv = S.string(value, path).strip().upper()
+    if lv not in levels:
+        raise InputError(f"level {value} is not in the segment ({', '.join(levels)})", path)
+    return lv
+
+
+def _level_of(entry: dict, p: str, levels: tuple[str, ...], what: str) -> tuple[str, dict]:
+    """The entry's ``level`` (required), checked against the segment, and the entry without it."""
+    if "level" not in entry:
+        raise InputError(f"a segment's {what} names its level (level: one of {', '.join(levels)})", p)
+    return _known_level(entry["level"], f"{p}.level", levels), {k: v for k, v in entry.items() if k != "level"}
+
+
+def parse_segment(raw: dict, source: str, base: Path) -> SegmentSpec:
+    for k in ("vertebra", "boundary"):
+        if k in raw:
+            raise InputError(f"give either 'segment' or '{k}', not both (a segment holds its vertebrae and set-up)", k)
+    seg = S.mapping(raw["segment"], "segment", allowed=("levels", "mesh_size", "order", "shell_thickness", "cortex_thickness",
+                                                        "disc", "facets", "index", "vertebrae"), required=("levels",))
+    levels = parse_levels(seg["levels"], "segment.levels")
+    order = S.integer(seg.get("order", 2), "segment.order")
+    if order not in (1, 2):
+        raise InputError(f"order must be 1 or 2, got {order}", "segment.order")
+    shell = S.number(seg.get("shell_thickness", 1.0), "segment.shell_thickness", lo=0.2, hi=3.0)
+    d = S.mapping(seg.get("disc", {}), "segment.disc", allowed=("height", "nucleus_fraction", "annulus", "nucleus"))
+    g = SegmentGeometry(levels, S.number(seg.get("mesh_size", 2.0), "segment.mesh_size", lo=0.5, hi=10.0), order, shell,
+                        S.number(d.get("height", 2 * DISC["height"]), "segment.disc.height", lo=3.0, hi=20.0),
+                        S.number(d.get("nucleus_fraction", DISC["nucleus_fraction"]), "segment.disc.nucleus_fraction", lo=0.2, hi=0.6))
+    disc = {"annulus": _material_pair(d.get("annulus", {}), "segment.disc.annulus", DISC["annulus"]),
+            "nucleus": _material_pair(d.get("nucleus", {}), "segment.disc.nucleus", DISC["nucleus"])}
+    index = levels[len(levels) // 2]
+    if "index" in seg:
+        index = _known_level(seg["index"], "segment.index", levels)
+    mats, info = vertebra_materials(raw.get("materials"), "materials")
+    cortex = S.number(seg.get("cortex_thickness", 0.38), "segment.cortex_thickness", lo=0.05, hi=shell)
+    if "E" not in ((raw.get("materials") or {}).get("cortical_shell") or {}):  # membrane stiffness E t (vertebra_spec)
+        c = mats["cortical_shell"]
+        mats["cortical_shell"] = Isotropic(name=c.name, E=c.E * cortex / shell, nu=c.nu)
+        info.update(cortical_E_tissue=c.E, cortical_E_shell=c.E * cortex / shell, cortex_thickness=cortex)
+    spec = SegmentSpec(g, _parse_facets(seg.get("facets", True), "segment.facets"), mats, info, disc, index)
+    spec.imported = _parse_vertebrae(seg.get("vertebrae", {}), g)
+    spec.base = Path(base)
+    for i, e in enumerate(S.seq(raw.get("lesions", []), "lesions")):
+        lv, rest = _level_of(S.mapping(e, f"lesions[{i}]"), f"lesions[{i}]", levels, "lesion")
+        _not_imported(spec, lv, f"lesions[{i}].level", "a parametric lesion is placed by the generator's landmarks; "
+                      "give a CT lesion label (ct.labels.lesion)")
+        spec.lesions.append((lv, _lesion(rest, f"lesions[{i}]")))
+        spec.index = lv if "index" not in seg else spec.index
+    for i, e in enumerate(S.seq(raw.get("cement", []), "cement")):
+        lv, rest = _level_of(S.mapping(e, f"cement[{i}]"), f"cement[{i}]", levels, "cement")
+        _not_imported(spec, lv, f"cement[{i}].level", "cement is placed by the generator's pedicle landmarks")
+        spec.cement.append((lv, _cement(rest, f"cement[{i}]", vertebra_landmarks(segment_dims(lv)))))
+    if "screws" in raw:
+        _parse_screws(spec, raw["screws"], levels)
+    if "rods" in raw:
+        spec.rods = _parse_rods(raw["rods"], spec)
+    return spec
+
+
+def _parse_screws(spec: SegmentSpec, value, levels) -> None:
+    """Placement entries name their levels (local landmarks moved into the segment frame at build); explicit
+    entries give entry/target in the segment frame."""
+    for i, entry in enumerate(S.seq(value, "screws")):
+        p = f"screws[{i}]"
+        S.mapping(entry, p)
+        entry = dict(entry)
+        k_if = S.number(entry.pop("interface_stiffness"), f"{p}.interface_stiffness", lo=0, lo_open=True) if "interface_stiffness" in entry else None
+        if "placement" not in entry:
+            lv = None
+            if "level" in entry:
+                lv, entry = _level_of(entry, p, levels, "screw")
+            for s in parse_screw(entry, p, None):
+                _add_screw(spec, s, lv, None, k_if)
+            continue
+        S.mapping(entry, p, allowed=("placement", "levels", "sides", "diameter", "core_diameter", "cannula_diameter", "material",
+                                     "length_fraction", "head_height", "coupling", "augment_ml"), required=("placement", "levels"))
+        S.string(entry["placement"], f"{p}.placement", choices=("bilateral_transpedicular",))
+        lvs = S.seq(entry["levels"], f"{p}.levels")
+        if not lvs:
+            raise InputError("name at least one level", f"{p}.levels")
+        frac = S.number(entry.get("length_fraction", 0.8), f"{p}.length_fraction", lo=0.1, hi=0.95)
+        head = S.number(entry.get("head_height", HEAD_HEIGHT), f"{p}.head_height", lo=0, hi=30)
+        sides = tuple(S.string(s, f"{p}.sides", choices=("left", "right")) for s in S.seq(entry.get("sides", ["left", "right"]), f"{p}.sides"))
+        base = {k: v for k, v in entry.items() if k in ("diameter", "core_diameter", "cannula_diameter", "material", "coupling", "augment_ml")}
+        for k, lv_raw in enumerate(lvs):
+            lv = _known_level(lv_raw, f"{p}.levels[{k}]", levels)
+            _not_imported(spec, lv, f"{p}.levels[{k}]", "placed screws need the generator's pedicle landmarks; give "
+                          "explicit screws (entry, target in the segment frame)")
+            lm = vertebra_landmarks(segment_dims(lv))
+            for side in sides:
+                d = np.asarray(lm[side]["direction"], float)
+                entry_pt = np.asarray(lm[side]["entry"], float)
+                tip = entry_pt + frac * float(lm[side]["length_to_anterior_cortex"]) * d
+                s = _make_screw({**base, "protruding": head > 0}, p, f"{lv}_{side}", entry_pt - head * d, tip)
+                _add_screw(spec, s, lv, side, k_if)
+    names = [s.name for s, _, _ in spec.screws]
+    if len(set(names)) != len(names):
+        raise InputError(f"screw names must be unique, got {names}", "screws")
+
+
+def _add_screw(spec: SegmentSpec, s: Screw, lv, side, k_if) -> None:
+    if k_if is not None:
+        spec.interface[len(spec.screws)] = k_if
+    spec.screws.append((s, lv, side))
+
+
+def _parse_rods(value, spec: SegmentSpec) -> RodSpec:
+    S.mapping(value, "rods", allowed=("diameter", "material", "sides", "levels"))
+    dia = S.number(value.get("diameter", 5.5), "rods.diameter", lo=0, lo_open=True, hi=15)
+    mat = value.get("material", "titanium")
+    if isinstance(mat, str):
+        S.string(mat, "rods.material", choices=tuple(SCREW_MATERIALS))
+        props, mname = SCREW_MATERIALS[mat], mat
+    else:
+        S.mapping(mat, "rods.material", allowed=("E", "nu", "yield"), required=("E", "nu", "yield"))
+        props, mname = {k: S.number(mat[k], f"rods.material.{k}", lo=0, lo_open=True) for k in ("E", "nu", "yield")}, "custom"
+    sides = tuple(S.string(s, "rods.sides", choices=("left", "right")) for s in S.seq(value.get("sides", ["left", "right"]), "rods.sides"))
+    levels = None
+    if "levels" in value:
+        levels = tuple(_known_level(lv, f"rods.levels[{k}]", spec.geometry.levels) for k, lv in enumerate(S.seq(value["levels"], "rods.levels")))
+    if not spec.screws:
+        raise InputError("rods join screw heads: give screws with placement: bilateral_transpedicular", "rods")
+    for side in sides:
+        have = [lv for _, lv, sd in spec.screws if sd == side]
+        want = levels or tuple(have)
+        missing = [lv for lv in want if lv not in have]
+        if missing:
+            raise InputError(f"the {side} rod cannot reach a screw head at {', '.join(missing)}: no {side} screw there "
+                             f"(screw heads on the {side}: {', '.join(have) or 'none'})", "rods.levels" if levels else "rods")
+        if len(want) < 2:
+            raise InputError(f"the {side} rod needs two screw heads to join; the {side} side has {', '.join(want) or 'none'}", "rods")
+    return RodSpec(dia, props, mname, sides, levels)
+
+
+def _parse_vertebrae(value, g: SegmentGeometry) -> dict[str, ImportSpec]:
+    """``segment.vertebrae``: level -> ``{ct: ...}`` or ``{surface: ...}``; every level must be in ``levels``."""
+    S.mapping(value, "segment.vertebrae")
+    out = {}
+    for name, entry in value.items():
+        where = f"segment.vertebrae.{name}"
+        lv = str(name).strip().upper()
+        if lv not in g.levels:
+            raise InputError(f"level {name} is not in the segment's levels ({', '.join(g.levels)})", where)
+        out[lv] = parse_imported(entry, lv, where, g.order, g.mesh_size)
+    return out
+
+
+def _not_imported(spec: SegmentSpec, lv: str, path: str, why: str) -> None:
+    if lv in spec.imported:
+        raise InputError(f"{lv} comes from {spec.imported[lv].kind} (segment.vertebrae.{lv}): {why}", path)
+
+
