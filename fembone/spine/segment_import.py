@@ -83,6 +83,7 @@ class ImportedLevel:
     mapped: np.ndarray | None = None  # elements whose stiffness is the mapped one (the bone)
     cell_data: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    cap_fraction: np.ndarray | None = None  # (ne,) volume share of disc (cap) voxels in each element (CT)
 
 
 def parse_imported(value, level: str, where: str, order: int, mesh_size: float) -> ImportSpec:
@@ -152,7 +153,7 @@ def _build_ct(spec: ImportSpec, g, base: Path, annulus: dict, cache: Path | None
     mapped = np.flatnonzero(inputs.fractions["cap"] < 1.0)
     cap_el = np.concatenate([mesh.cell_sets.get(k, np.zeros(0, int)) for k in ("cap_superior", "cap_inferior")])
     mapped = np.setdiff1d(mapped, cap_el)
-    return ImportedLevel(mesh, (0.0, 0.0), inputs.C, mapped, dict(inputs.cell_data), info)
+    return ImportedLevel(mesh, (0.0, 0.0), inputs.C, mapped, dict(inputs.cell_data), info, inputs.fractions["cap"])
 
 
 def _write_labels(img, cache: Path | None) -> Path:
@@ -208,6 +209,7 @@ def voxelise(Q: np.ndarray, F: np.ndarray, pitch: float, margin: tuple[float, fl
     n = np.ceil((hi - lo) / pitch).astype(int) + 1
     # column axes off the vertex lattice by an irrational fraction (no ray through an edge in practice)
     x0 = lo[:2] + pitch * np.array([0.5 + 1e-3 * np.sqrt(2.0), 0.5 + 1e-3 * np.sqrt(3.0)])
+    lo[2] += 1e-3 * np.sqrt(5.0) * pitch  # voxel centres off the vertex planes too
     T = Q[F]
     a = (T[:, :, :2] - x0) / pitch  # triangle corners in column units
     i0 = np.ceil(a[..., 0].min(axis=1)).astype(int)
