@@ -9,6 +9,7 @@ Keys::
       facets: true                   # or {normal_stiffness: 600, shear_stiffness: 6, angle_deg: 30}
       disc: {height: 10, nucleus_fraction: 0.43, annulus: {E: 4.2, nu: 0.45}, nucleus: {E: 1.0, nu: 0.499}}
       index: L1                      # the level whose body load sharing is reported (default: the middle one)
+      vertebrae: {L1: {ct: {...}}}   # levels from CT or {surface: {file: ..., units: m}} (fembone.cases.segment_spec)
     materials: {preset: normal}
     lesions: [{level: L1, type: lytic, volume_fraction: 0.3}]        # painted as volume fractions
     cement:  [{level: L1, volume_ml: 4.0, access: bipedicular}]

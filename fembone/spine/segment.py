@@ -17,8 +17,11 @@ beyond the other's outline its nodes stay free.  The half discs on the outer end
 of the end vertebrae carry the load plate (top) and the support (bottom).
 
 Levels: L1..L5 from :mod:`fembone.spine.geometry.vertebra_dims`, and T12 here
-(:data:`T12_DIMS`).  Mesh groups of the stacked mesh are the level's groups prefixed by the
-level, ``L1.cortical_shell``, ``T12.disc_inferior_face`` ...
+(:data:`T12_DIMS`).  A level may instead come from CT or an imported surface
+(:mod:`fembone.spine.segment_import`): it brings its own mesh with half discs whose flat
+faces it reports, and :func:`stack` puts it by those face heights, body centroid on the
+axis.  Mesh groups of the stacked mesh are the level's groups prefixed by the level,
+``L1.cortical_shell``, ``T12.disc_inferior_face`` ...
 """
 
 from __future__ import annotations

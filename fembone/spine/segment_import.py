@@ -55,7 +55,7 @@ from fembone.core import schema as S
 from fembone.core.errors import InputError
 from fembone.core.mesh import Mesh
 
-__all__ = ["ImportSpec", "ImportedLevel", "parse_imported", "build_imported", "split_nucleus", "voxelise", "facet_view"]
+__all__ = ["ImportSpec", "ImportedLevel", "build_imported", "facet_view", "parse_imported", "split_nucleus", "voxelise"]
 
 KINDS = ("ct", "surface")
 SURFACE_KEYS = ("file", "units", "anterior", "cranial")
@@ -288,7 +288,7 @@ def _as_discs(lev: ImportedLevel, fraction: float, where: str) -> None:
             raise InputError(f"the {side} half disc's outer face is not normal to z (spread {np.ptp(z):.3g} mm)", where)
         faces.append(float(z.mean()))
         d.update(nucleus_volume_share=float(vol[els[nuc]].sum() / vol[els].sum()), height_mm=float(abs(z.mean())),
-                 elements=int(len(els)))
+                 elements=len(els))
         lev.info["discs"][side] = d
     lev.faces = (faces[0], faces[1])
     lev.info["body_centroid_shift_mm"] = bc.tolist()
