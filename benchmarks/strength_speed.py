@@ -67,7 +67,8 @@ def main() -> None:
         print(fmt(r) + f"  {TARGETS[name]:.0f} s: {'met' if r['met'] else 'NOT met'}", flush=True)
         if "split" in r:
             print("   split:", r["split"], "| linear:", {k: r.get("solver", {}).get(k) for k in
-                  ("solver", "setups", "setup_s", "solves", "solve_s", "cg_iterations")}, flush=True)
+                  ("solver", "setups", "setup_s", "solves", "solve_s", "cg_iterations", "newton_iterations",
+                   "secant_iterations", "floored_retries", "line_search_evaluations", "step_cuts")}, flush=True)
         if "last_step" in r:
             print(f"   stopped after {r['steps_done']} converged steps; last: {r['last_step']}", flush=True)
         if a.json:

@@ -14,18 +14,17 @@ the tangent correction int B^T (D - C) B dV of the elements that yielded to K's 
 (same pattern, so a kept PARDISO analysis is reused).
 
 Constraints stay u = T q + g(lambda): prescribed displacements ``control_values`` scale with
-the load factor lambda (displacement control).  Each step: extrapolated predictor, Newton
-iterations on T^T f_int = 0 with a line search (Crisfield, *Non-linear Finite Element
-Analysis of Solids and Structures*, vol. 1, 1991, sec. 9.3), the step halved when Newton
-fails and grown again after easy steps.  Linear solves reuse the engine's solvers
-(:mod:`fembone.core.solvers`): ``linear='reuse'`` keeps one factorisation or AMG hierarchy
-as preconditioner of CG on the current tangent and renews it only when CG slows down;
-``linear='refactor'`` sets the solver up again at every iteration.  Small strains.
+the load factor lambda (displacement control).  Each step: secant predictor (the last
+increment extrapolated, exact on a linear path), then equilibrium iterations on T^T f_int = 0
+(:mod:`fembone.core.nonlinear_solve`: inexact Newton with Eisenstat-Walker forcing terms, a
+limited-memory BFGS stage on a frozen tangent once Newton slows down, Crisfield's line
+search), the step halved when they fail and grown again after easy steps.  Small strains.
 Units: mm, N, MPa.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -34,14 +33,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from fembone.core.assembly import Assembler, blocks_to_matrix, csr_positions
-from fembone.core.constraints import (
-    ConstraintSet,
-    Reduction,
-    check_constrained,
-    reduce_system,
-)
-from fembone.core.errors import ModelError, SolverError
+from fembone.core.constraints import ConstraintSet, check_constrained, reduce_system
+from fembone.core.errors import ModelError
 from fembone.core.model import Model
+from fembone.core.nonlinear_solve import LinearSolves, extrapolate, line_search, newton  # noqa: F401 (re-exported)
 from fembone.core.plasticity import (
     ONE,
     DruckerPrager,
@@ -52,7 +47,6 @@ from fembone.core.plasticity import (
     tensor_from_mandel,
 )
 from fembone.core.results import displacement_gradient, strain_from_gradient
-from fembone.core.solvers import SMALL_LIMIT, Pardiso, choose_solver
 
 log = logging.getLogger("fembone.nonlinear")
 
@@ -109,8 +103,15 @@ class PathOptions:
     line_search: bool = True
     stop_drop: float | None = None  # stop once the force has fallen this fraction below its peak
     linear: str = "reuse"  # reuse | refactor
-    cg_rtol: float = 1e-7  # relative residual of the linear solves
+    cg_rtol: float = 1e-7  # relative residual of the linear solves (fixed forcing; the floor of "ew")
     refresh_iterations: int = 60  # renew the preconditioner when CG needs more iterations
+    forcing: str = "ew"  # ew: Eisenstat-Walker inner tolerance (nonlinear_solve.forcing_term) | fixed: cg_rtol
+    eta_max: float = 0.1  # largest inner tolerance of "ew"
+    secant: float | None = None  # L-BFGS on the frozen tangent once |r| falls by less than this factor per
+    # iteration (None: off; measured slower than the softening tangent, benchmarks/README.md)
+    secant_memory: int = 20  # secant pairs kept
+    softening_tangent: str = "exact"  # exact: consistent tangent with the softening slope (a failed step is
+    # retried with the floored one) | floored: the law's tangent_floor
     solver: str | None = None  # engine solver name (None/auto: by size)
     keep_states: bool = True  # keep displacements and plastic variables of every step
 
@@ -176,7 +177,7 @@ class _PlasticKernels:
         self.n_nodes = asm.mesh.n_nodes
         self.pattern = asm.pattern
         self.law = plastic.law
-        self.tangent_map: tuple | None = None  # (K, positions of the pattern's entries in K.data)
+        self.tangent_map: tuple | None = None  # (K, positions in K.data, block entry of each)
         if self.law.n != len(self.el) * self.nq:
             raise ValueError(f"plastic law has {self.law.n} points, expected {len(self.el)} x {self.nq}")
 
@@ -254,108 +255,6 @@ class _PlasticKernels:
         return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
-# -- linear solves: reuse a preconditioner or set the solver up again ---------------------------
-class LinearSolves:
-    """Tangent solves through the engine's solvers, counting what they cost."""
-
-    def __init__(self, n_dofs: int, requested: str | None, mode: str, cg_rtol: float, refresh: int,
-                 near_nullspace: np.ndarray | None):
-        if mode not in ("reuse", "refactor"):
-            raise ValueError(f"linear mode must be reuse or refactor, got {mode!r}")
-        self.n, self.requested, self.mode = n_dofs, requested, mode
-        self.cg_rtol, self.refresh, self.B = cg_rtol, refresh, near_nullspace
-        self.solver = None
-        self.M = None
-        self.renew = False  # set when CG on the kept preconditioner cost more than a new set-up
-        self.last_setup_s = 0.0
-        self.stats = {"mode": mode, "setups": 0, "setup_s": 0.0, "solves": 0, "solve_s": 0.0, "cg_iterations": 0}
-
-    def _setup(self, Kq: sp.csr_matrix) -> None:
-        t = time.perf_counter()
-        if self.solver is None:
-            self.solver = choose_solver(self.n, self.requested)
-            if self.requested in (None, "auto") and self.n <= SMALL_LIMIT and Pardiso.available():
-                # a path solves many times: PARDISO's factor beats SuperLU's below SMALL_LIMIT too
-                # (L1 5 mm tet4 strength path: 47 -> 22 s, same strength to 1e-9; benchmarks/README.md)
-                self.solver = Pardiso()
-            self.stats["solver"] = self.solver.name
-        self.solver.rtol = self.cg_rtol
-        self.solver.setup(Kq, near_nullspace=self.B)
-        self.M = _preconditioner(self.solver)
-        self.renew = False
-        self.last_setup_s = time.perf_counter() - t
-        self.stats["setups"] += 1
-        self.stats["setup_s"] += self.last_setup_s
-
-    def solve(self, Kq: sp.csr_matrix, b: np.ndarray) -> np.ndarray:
-        t = time.perf_counter()
-        self.stats["solves"] += 1
-        try:
-            if self.mode == "refactor" or self.M is None or self.renew:
-                self._setup(Kq)
-                x = self.solver.solve(b)
-                it = self.solver.info.get("iterations", [0])
-                self.stats["cg_iterations"] += int(np.sum(it))
-                return x
-            t_cg = time.perf_counter()
-            x, it, ok = _pcg(Kq, b, self.M, self.cg_rtol, self.refresh)
-            self.stats["cg_iterations"] += it
-            if ok:
-                # renew before the next solve once CG on the kept preconditioner costs more than a set-up
-                self.renew = time.perf_counter() - t_cg > self.last_setup_s
-                return x
-            self._setup(Kq)  # the tangent has moved away from the kept preconditioner: renew it
-            x, it, ok = _pcg(Kq, b, self.M, self.cg_rtol, 20 * self.refresh)
-            self.stats["cg_iterations"] += it
-            if not ok:
-                raise SolverError(f"CG on the tangent stiffness did not converge in {it} iterations")
-            return x
-        finally:
-            self.stats["solve_s"] += time.perf_counter() - t
-
-
-def _preconditioner(solver):
-    """The set-up solver as an operator r -> approx K^-1 r (one factor solve or one V-cycle)."""
-    if hasattr(solver, "M"):  # AMG: one V-cycle
-        return solver.M.__matmul__
-    if hasattr(solver, "_apply"):  # PARDISO (single-precision factor)
-        return lambda r: solver._apply(r)
-    if hasattr(solver, "lu"):  # SuperLU
-        return solver.lu.solve
-    if hasattr(solver, "factor"):  # CHOLMOD
-        return solver.factor
-    raise SolverError(f"solver {solver.name} cannot serve as a preconditioner")
-
-
-def _pcg(A, b: np.ndarray, M, rtol: float, maxiter: int) -> tuple[np.ndarray, int, bool]:
-    """Preconditioned CG from x = M b (Hestenes & Stiefel 1952); stops at ||r|| <= rtol ||b||."""
-    nb = np.linalg.norm(b)
-    if nb == 0:
-        return np.zeros_like(b), 0, True
-    x = M(b)
-    r = b - A @ x
-    z = M(r)
-    p = z.copy()
-    rz = r @ z
-    for it in range(maxiter + 1):
-        if np.linalg.norm(r) <= rtol * nb:
-            return x, it, True
-        if it == maxiter:
-            break
-        Ap = A @ p
-        pap = p @ Ap
-        if pap <= 0:
-            return x, it, False
-        alpha = rz / pap
-        x += alpha * p
-        r -= alpha * Ap
-        z = M(r)
-        rz_new = r @ z
-        p = z + (rz_new / rz) * p
-        rz = rz_new
-    return x, maxiter, False
-
-
 # -- the path ---------------------------------------------------------------------------------
 def solve_path(
     model: Model, plastic: PlasticSet, control_dofs: np.ndarray, control_values: np.ndarray,
@@ -374,6 +273,10 @@ def solve_path(
     opt = options or PathOptions()
     if opt.steps < 1:
         raise ValueError("steps must be >= 1")
+    if opt.softening_tangent not in ("exact", "floored"):
+        raise ValueError(f"softening_tangent must be exact or floored, got {opt.softening_tangent!r}")
+    if opt.forcing not in ("ew", "fixed"):
+        raise ValueError(f"forcing must be ew or fixed, got {opt.forcing!r}")
     t0 = time.perf_counter()
     cset = constraints or model.constraints
     asm, K = assemble(model, assembler)
@@ -406,9 +309,9 @@ def solve_path(
     q_prev, lam_prev = q.copy(), 0.0
     T = red.T
 
-    def evaluate(qv: np.ndarray, lam: float, tangent: bool):
+    def evaluate(qv: np.ndarray, lam: float, tangent: bool, tlaw: DruckerPrager = law):
         u = T @ qv + g0 + lam * (g1 - g0)
-        upd = law.update(kern.strain(u), eps_p, alpha, tangent=tangent)
+        upd = tlaw.update(kern.strain(u), eps_p, alpha, tangent=tangent)
         fint = K @ u - kern.plastic_force(upd.plastic_strain, model.n_dofs)
         return u, upd, fint, T.T @ fint
 
@@ -449,15 +352,28 @@ def solve_path(
     message = ""
     finished = True
     ls_total = 0
+    counts = {"secant_iterations": 0, "floored_retries": 0}
+    # the iterations' tangent: the consistent one with softening (may be indefinite), or the law's floored one
+    law_it = law.with_tangent_floor(None) if opt.softening_tangent == "exact" else law
+
+    def tangent(upd):
+        return _tangent(K, kern, upd)
+
     while lam < 1.0 - 1e-12:
         dl = min(dlam, 1.0 - lam)
         lam_new = lam + dl
         # predictor: extrapolate the last increment
         if lam > lam_prev:
-            q_try = q + (dl / (lam - lam_prev)) * (q - q_prev)
+            q_try = extrapolate(q, q_prev, lam, lam_prev, lam_new)
         else:
             q_try = lam_new * q_el if q_el is not None else q.copy()
-        ok, its, state, ls = _newton(evaluate, q_try, lam_new, red, kern, K, lin, opt)
+        ok, its, state, ls = newton(functools.partial(evaluate, tlaw=law_it), q_try, lam_new, red, tangent, lin, opt,
+                                    counts)
+        if not ok and law_it is not law:  # the softening tangent failed: this step again with the floored one
+            log.debug("step to %.5f failed with the softening tangent (%s); again with the floored one", lam_new, state)
+            counts["floored_retries"] += 1
+            ok, its2, state, ls2 = newton(evaluate, q_try, lam_new, red, tangent, lin, opt, counts)
+            its, ls = its + its2, ls + ls2
         ls_total += ls
         if not ok:
             cuts += 1
@@ -490,110 +406,30 @@ def solve_path(
             break
     stats = dict(lin.stats, **elastic, wall_s=time.perf_counter() - t0, line_search_evaluations=ls_total,
                  newton_iterations=int(np.sum(out["iterations"])), steps=len(out["lam"]) - 1,
-                 step_cuts=int(np.sum(out["cuts"])), plastic_points=int(npts))
+                 step_cuts=int(np.sum(out["cuts"])), plastic_points=int(npts), **counts)
     return PathResult(np.array(out["lam"]), np.array(out["force"]), np.array(out["iterations"]),
                       np.array(out["cuts"]), np.array(out["yielded"]), np.array(out["ratio"]), states, vol,
                       stats, finished, message)
 
 
-def _newton(evaluate, q, lam, red: Reduction, kern: _PlasticKernels, K, lin: LinearSolves, opt: PathOptions):
-    """Newton iterations at load factor ``lam`` from ``q``; returns (ok, solves, state or reason, line-search evaluations)."""
-    ls = 0
-    try:
-        u, upd, fint, r = evaluate(q, lam, True)
-    except FloatingPointError as exc:
-        return False, 0, str(exc), ls
-    r0 = np.linalg.norm(r)
-    for it in range(opt.max_iter + 1):
-        Rn = np.linalg.norm(red.reactions(fint))
-        rn = np.linalg.norm(r)
-        if not np.isfinite(rn):
-            return False, it, "non-finite residual", ls
-        log.debug("  lambda %.5f iteration %d: |r| / |R| = %.2e, yielded points %d", lam, it, rn / max(Rn, 1e-300),
-                  int(upd.yielded.sum()))
-        if rn <= opt.rtol * max(Rn, 1e-300) or rn == 0.0:
-            return True, it, (q, u, upd, fint), ls
-        if rn > 1e6 * max(r0, 1e-300) or it == opt.max_iter:
-            return False, it, "diverging" if rn > r0 else "Newton iteration limit", ls
-        Kt = _tangent(K, kern, upd)
-        Kq = reduce_system(Kt, red)
-        try:
-            dq = -lin.solve(Kq, r)
-        except SolverError as exc:
-            return False, it, str(exc), ls
-        dq[red.dependent] = 0.0
-        s, state, n_eval = _line_search(evaluate, q, dq, r, lam, opt.line_search)
-        ls += n_eval
-        log.debug("  step length %s after %d evaluation(s)", s, n_eval)
-        if s is None:
-            return False, it, "return mapping failed along the search direction", ls
-        u, upd, fint, r = state
-        q = q + s * dq
-    return False, opt.max_iter, "Newton iteration limit", ls
-
-
 def _tangent(K, kern: _PlasticKernels, upd) -> sp.csr_matrix:
     """K + int B^T (D - C) B over the elements that yielded (K's block pattern; springs stay in K).
 
-    The update is added into a copy of K's values through an index map found once, so the
-    tangent keeps K's structure (a kept PARDISO analysis stays valid) and no sparse sum is
-    formed (43 s of a 600 s path at 323k DOFs, benchmarks/README.md "Strength")."""
+    The block entries are added into a copy of K's values through an index map found once
+    (block entry -> position in K.data), so the tangent keeps K's structure (a kept PARDISO
+    analysis stays valid) and neither a sparse sum nor a CSR of the update is formed
+    (benchmarks/README.md "Strength")."""
     if not upd.yielded.any():
         return K
-    dK = blocks_to_matrix(kern.pattern, kern.tangent_blocks(upd.tangent, upd.yielded), "csr")
+    U = kern.tangent_blocks(upd.tangent, upd.yielded)
     if kern.tangent_map is None or kern.tangent_map[0] is not K:
-        kern.tangent_map = (K, csr_positions(K, dK))
-    pos = kern.tangent_map[1]
+        # once: the CSR of blocks numbered 0..9 nb - 1 tells which block entry each stored value is
+        ids = blocks_to_matrix(kern.pattern, np.arange(U.size, dtype=float).reshape(U.shape), "csr")
+        pos = csr_positions(K, ids)
+        kern.tangent_map = (K, pos, ids.data.astype(np.int64) if pos is not None else None)
+    _, pos, src = kern.tangent_map
     if pos is None:  # K lacks an entry of the pattern (an exact zero dropped): the general sum
-        return (K + dK).tocsr()
+        return (K + blocks_to_matrix(kern.pattern, U, "csr")).tocsr()
     data = K.data.copy()
-    data[pos] += dK.data
+    data[pos] += U.ravel()[src]  # each stored entry of K takes one block entry (mirrored ones transposed)
     return sp.csr_matrix((data, K.indices, K.indptr), shape=K.shape)
-
-
-def _line_search(evaluate, q, dq, r0, lam, enabled: bool, max_eval: int = 4):
-    """Step length s along dq: Crisfield's line search, G(s) = dq . r(q + s dq) driven towards 0.
-
-    dq comes from a positive definite tangent, so G(0) < 0 (a descent direction of the
-    incremental potential).  s = 1 is kept while G(1) <= 0 or |G(1)| <= |G(0)|/2; otherwise
-    regula falsi on the bracket [0, 1], s >= 0.1.  Returns (s, state, evaluations), s None
-    when no trial state could be evaluated.
-    """
-    G0 = float(dq @ r0)
-    try:
-        st = evaluate(q + dq, lam, True)
-    except FloatingPointError:
-        st = None
-    if st is not None and (not enabled or G0 >= 0):
-        return 1.0, st, 1
-    if st is not None:
-        G1 = float(dq @ st[3])
-        if G1 <= 0 or abs(G1) <= 0.5 * abs(G0):
-            return 1.0, st, 1
-    elif not enabled:
-        return None, None, 1
-    else:
-        G1 = -G0  # a full step the law cannot take counts as a strong overshoot
-    sa, Ga, sb, Gb = 0.0, G0, 1.0, G1
-    best, best_val = (1.0, st), (abs(G1) if st is not None else np.inf)
-    n = 1
-    while n < max_eval:
-        s = float(np.clip(sb - Gb * (sb - sa) / (Gb - Ga), 0.1, 1.0))
-        n += 1
-        try:
-            st = evaluate(q + s * dq, lam, True)
-        except FloatingPointError:
-            sb, Gb = s, -G0
-            continue
-        Gs = float(dq @ st[3])
-        if abs(Gs) < best_val:
-            best, best_val = (s, st), abs(Gs)
-        if abs(Gs) <= 0.5 * abs(G0):
-            break
-        if Gs > 0:
-            sb, Gb = s, Gs
-        else:
-            sa, Ga = s, Gs
-    if best[1] is None:
-        return None, None, n
-    return best[0], best[1], n

@@ -27,6 +27,7 @@ Units: MPa, mm/mm.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,8 @@ SQ2 = np.sqrt(2.0)
 ONE = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
 #: deviatoric projector in Mandel form
 IDEV = np.eye(6) - np.outer(ONE, ONE) / 3.0
+#: hardening slope (x G) the tangent keeps at apex returns that soften, and its shear stiffness there
+APEX_FLOOR = 1e-3
 #: (a, b) tensor indices of the six Mandel components
 PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1), (1, 2), (0, 2))
 
@@ -158,7 +161,9 @@ class DruckerPrager:
     (None: exact consistent tangent).  With softening (negative slope) the exact tangent is
     indefinite; the floored one stays positive definite so that Cholesky and CG solvers
     apply, while stresses and residuals keep the true softening law (Newton then converges
-    linearly at those points; the path solver adds a line search).
+    linearly at those points; the path solver adds a line search).  A negative floor keeps the
+    softening in the tangent down to that slope.  Apex returns that soften keep the slope
+    ``APEX_FLOOR x G`` in the tangent whatever the floor.
     """
 
     def __init__(self, K, G, beta, curve: YieldCurve, tangent_floor: float | None = 1e-3):
@@ -275,9 +280,9 @@ class DruckerPrager:
         A = 3G + K beta^2 + c^2 H (linearise r(dg) = 0 and the cone return; symmetric because
         the flow is associative).  Apex: D = K c^2 H / (beta^2 K + c^2 H) 1(x)1.
         """
-        if self.tangent_floor is not None:
-            H = np.maximum(H, self.tangent_floor * G)
-        A = 3.0 * G + K * beta * beta + c * c * H
+        floor = self.tangent_floor
+        Hc = H if floor is None else np.maximum(H, floor * G)
+        A = 3.0 * G + K * beta * beta + c * c * Hc
         qs = np.where(q_tr > 0, q_tr, 1.0)
         a1 = 2.0 * G * (1.0 - 3.0 * G * dg / qs)
         a2 = 6.0 * G * G * (dg / qs - 1.0 / A)
@@ -285,10 +290,13 @@ class DruckerPrager:
         a4 = K * (1.0 - K * beta * beta / A)
         apex = ~cone
         if apex.any():
-            a4[apex] = K[apex] * c[apex] ** 2 * H[apex] / (beta[apex] ** 2 * K[apex] + c[apex] ** 2 * H[apex])
+            # softening at the apex has no finite tangent (beta^2 K + c^2 H may vanish): floor it there
+            Ha = Hc[apex]
+            Ha = np.where(Ha >= 0, Ha, APEX_FLOOR * G[apex])
+            a4[apex] = K[apex] * c[apex] ** 2 * Ha / (beta[apex] ** 2 * K[apex] + c[apex] ** 2 * Ha)
             a2[apex] = a3[apex] = 0.0
             # the apex has no shear stiffness; the floored tangent keeps a little
-            a1[apex] = 2.0 * self.tangent_floor * G[apex] if self.tangent_floor is not None else 0.0
+            a1[apex] = 2.0 * max(floor, APEX_FLOOR) * G[apex] if floor is not None else 0.0
         return a1, a2, a3, a4
 
     def yield_ratio(self, stress: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -298,6 +306,12 @@ class DruckerPrager:
         q = np.sqrt(1.5) * np.linalg.norm(s, axis=1)
         k, _ = self.curve(alpha)
         return (q + self.beta * tr / 3.0) / ((1.0 - self.beta / 3.0) * k)
+
+    def with_tangent_floor(self, tangent_floor: float | None) -> DruckerPrager:
+        """The same law (arrays shared) with another floor of the tangent's hardening slope."""
+        out = copy.copy(self)
+        out.tangent_floor = tangent_floor
+        return out
 
     def take(self, rows: np.ndarray) -> DruckerPrager:
         """The law of a subset of points."""

@@ -57,6 +57,9 @@ POST_YIELD = ("keyak2001", "perfectly_plastic", "hardening")
 #: offset of the yield point on the force-displacement curve, as a share of the specimen height
 #: (the 0.2 % offset convention of material testing applied to the bone's height)
 OFFSET_STRAIN = 0.002
+#: relative force drop that counts as a fall of the force-displacement curve (the Newton tolerance's
+#: order: the analysis' default equilibrium tolerance is 1e-5 of the reactions)
+PEAK_RTOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -144,16 +147,26 @@ def failure_strain(law: BoneLaw, alpha_knots: np.ndarray) -> np.ndarray:
     return np.zeros(len(alpha_knots))
 
 
-def first_peak(force: np.ndarray) -> int | None:
+def first_peak(force: np.ndarray, rtol: float = PEAK_RTOL) -> int | None:
     """Index of the first local maximum of a force curve (the ultimate load of a test), or None
     while the force only rises.  After it, the force of a softened vertebra can rise again where
     elastic parts (caps, cement, lesion) and a flat cortical plateau carry on; the path's largest
-    force would then sit at its end and grow with the platen travel."""
+    force would then sit at its end and grow with the platen travel.
+
+    A fall counts once the force drops by more than ``rtol`` x max |F| from one point to the next
+    (the equilibrium tolerance's noise on a flat plastic plateau is no fall); the peak is the
+    point before that fall, or the largest force before it where that is higher by more than the
+    same margin."""
     F = np.asarray(force, float)
     if len(F) < 3:
         return None
-    i = np.flatnonzero((F[1:-1] >= F[:-2]) & (F[2:] < F[1:-1]))
-    return int(i[0]) + 1 if len(i) else None
+    thr = rtol * np.abs(F).max()
+    i = np.flatnonzero(F[1:] < F[:-1] - thr)
+    if not len(i):
+        return None
+    j = int(i[0])
+    k = int(np.argmax(F[: j + 1]))
+    return j if F[j] >= F[k] - thr else k
 
 
 def strength_metrics(displacement: np.ndarray, force: np.ndarray, offset: float) -> dict:

@@ -1,0 +1,138 @@
+"""Inner tolerance, predictor and secant stage of the nonlinear path (fembone.core.nonlinear_solve).
+
+* forcing term: Eisenstat & Walker (SIAM J Sci Comput 17:16, 1996) choice 2 on hand numbers,
+  its safeguard, the cap, Kelley's floor 0.5 tol / |r| and the minimum;
+* secant predictor: exact on a linear path, so an elastic bar needs no Newton iteration at all;
+* L-BFGS: the updated inverse satisfies the secant equation H y = s of its newest pair and is
+  exact on a quadratic after n A-conjugate pairs (hereditary property of BFGS, Nocedal & Wright,
+  *Numerical Optimization*, 2006, sec. 6.1).
+Units: mm, N, MPa.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fembone.core.constraints import ConstraintSet, DofLayout
+from fembone.core.materials import Isotropic
+from fembone.core.meshgen import box_mesh
+from fembone.core.model import Model
+from fembone.core.nonlinear import PathOptions, plastic_set, solve_path
+from fembone.core.nonlinear_solve import LBFGS, extrapolate, forcing_term
+from fembone.core.plasticity import YieldCurve
+
+
+def test_forcing_term_eisenstat_walker_choice_2_on_hand_numbers():
+    # 0.9 (1e-2 / 1e-1)^2 = 9e-3; safeguard 0.9 * 0.1^2 = 9e-3 < 0.1 (inactive); floor 0.5e-6 / 1e-2 = 5e-5
+    assert forcing_term(1e-2, 1e-1, 0.1, 1e-6, 0.1, 1e-7) == pytest.approx(9e-3, rel=1e-12)
+    # safeguard: 0.9 (0.5)^2 = 0.225 < 0.9 * 0.6^2 = 0.324 > 0.1, so 0.324 (cap 0.9 inactive)
+    assert forcing_term(0.5, 1.0, 0.6, 1e-6, 0.9, 1e-7) == pytest.approx(0.324, rel=1e-12)
+    # ... and capped at eta_max
+    assert forcing_term(0.5, 1.0, 0.6, 1e-6, 0.1, 1e-7) == pytest.approx(0.1, rel=1e-12)
+    # Kelley's floor: 0.9 (1e-3)^2 = 9e-7 below 0.5 tol / |r| = 0.5 * 1e-6 / 1e-5 = 0.05
+    assert forcing_term(1e-5, 1e-2, 0.01, 1e-6, 0.1, 1e-7) == pytest.approx(0.05, rel=1e-12)
+    # first solve of a step: eta_max; and never below eta_min
+    assert forcing_term(3.0, None, None, 1e-6, 0.1, 1e-7) == pytest.approx(0.1, rel=1e-12)
+    assert forcing_term(1e-4, 1.0, 1e-3, 0.0, 0.1, 1e-7) == pytest.approx(1e-7, rel=1e-12)
+
+
+def test_extrapolation_is_exact_on_a_linear_path():
+    a, b = np.array([1.0, -2.0, 0.5]), np.array([0.3, 4.0, -1.0])
+    q = lambda lam: a + lam * b
+    assert np.allclose(extrapolate(q(0.3), q(0.1), 0.3, 0.1, 0.45), q(0.45), rtol=0, atol=1e-14)
+
+
+def test_lbfgs_secant_equation_and_exact_inverse_of_a_quadratic():
+    rng = np.random.default_rng(3)
+    n = 4
+    R = rng.normal(size=(n, n))
+    A = R @ R.T + n * np.eye(n)  # SPD Jacobian of r(x) = A x
+    H = LBFGS(lambda v: v.copy(), memory=10)  # H0 = identity
+    S = np.linalg.inv(np.linalg.cholesky(A)).T.T  # rows s_i A-conjugate: s_i . A s_j = delta_ij
+    for s in S:
+        assert H.push(s, A @ s)
+        assert np.allclose(H.apply(A @ s), s, rtol=1e-10, atol=1e-12)  # secant equation of the newest pair
+    x = rng.normal(size=n)
+    assert np.allclose(H.apply(x), np.linalg.solve(A, x), rtol=1e-8, atol=1e-10)  # H y_j = s_j for all j: A^-1
+    assert not H.push(np.array([1.0, 0, 0, 0]), np.array([-1.0, 0, 0, 0]))  # s.y < 0: skipped
+
+
+E, NU, L, W = 1000.0, 0.3, 10.0, 2.0
+
+
+def _bar(order: int):
+    mesh = box_mesh((L, W, W), (5, 2, 2), order=order)
+    mat = Isotropic(name="m", E=E, nu=NU)
+    lay = DofLayout(mesh.n_nodes)
+    C = np.broadcast_to(mat.stiffness(), (mesh.n_elements, 6, 6)).copy()
+    m = Model("t", mesh, [mat], np.zeros(mesh.n_elements, int), C, lay, ConstraintSet(lay))
+    nodes = lambda f: np.unique(mesh.facet_sets[f])
+    m.constraints.fix(3 * nodes("xmin"), label="x = 0")
+    m.constraints.fix(3 * nodes("ymin") + 1, label="y = 0")
+    m.constraints.fix(3 * nodes("zmin") + 2, label="z = 0")
+    ctrl = 3 * nodes("xmax")
+    m.constraints.fix(ctrl, 0.0, label="end")
+    return m, mesh, ctrl
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_elastic_path_needs_no_newton_iteration_with_the_predictor(order):
+    """Yield far away: the first step starts from the elastic solution, later ones from the
+    extrapolated increment, both exact, so every step converges without a correction and the
+    force is E A d / L."""
+    m, mesh, ctrl = _bar(order)
+    curve = YieldCurve(np.zeros((mesh.n_elements, 1)), np.full((mesh.n_elements, 1), 1e6))
+    d = 0.01
+    res = solve_path(m, plastic_set(m, np.arange(mesh.n_elements), curve, 0.8), ctrl, np.full(len(ctrl), d),
+                     PathOptions(steps=5, rtol=1e-8))
+    assert list(res.iterations) == [0] * 6
+    assert np.allclose(res.force, E * W * W * res.lam * d / L, rtol=1e-9, atol=1e-9)
+
+
+def test_secant_stage_and_inexact_newton_give_the_newton_path():
+    """Hardening bar in tension: Newton with fixed tight inner solves, and the L-BFGS stage
+    (forced after the first iteration, secant = 0) with Eisenstat-Walker inner tolerances and
+    the softening-free consistent tangent, reach the same forces within the equilibrium
+    tolerance, and both follow the exact curve sigma_t = r sigma_c(r eps_p) at the yield point."""
+    m, mesh, ctrl = _bar(1)
+    ne = mesh.n_elements
+    curve = YieldCurve(np.tile([0.0, 0.05], (ne, 1)), np.tile([10.0, 15.0], (ne, 1)))
+    pset = plastic_set(m, np.arange(ne), curve, 0.8)
+    run = lambda **kw: solve_path(m, pset, ctrl, np.full(len(ctrl), 0.3), PathOptions(steps=15, rtol=1e-9, **kw))
+    ref = run(forcing="fixed", secant=None, softening_tangent="floored")
+    new = run(forcing="ew", secant=0.0)
+    assert new.stats["secant_iterations"] > 0
+    assert np.abs(new.force - ref.force).max() < 1e-7 * ref.force.max()
+    assert new.first_yield()[1] == pytest.approx(W * W * 8.0, rel=1e-9)
+
+
+def test_tangent_map_adds_the_blocks_into_k_like_a_sparse_sum():
+    """_tangent writes the plastic blocks into a copy of K's values through a block-entry map
+    found once; it must equal K + the CSR of the blocks (mirrored blocks transposed), twice in a
+    row (the cached map) and for another tangent."""
+    from types import SimpleNamespace
+
+    from fembone.core.assembly import Assembler, blocks_to_matrix
+    from fembone.core.nonlinear import PlasticSet, _PlasticKernels, _tangent
+    from fembone.core.plasticity import DruckerPrager, TangentCoefficients
+
+    rng = np.random.default_rng(7)
+    mesh = box_mesh((1.0, 1.0, 1.0), (2, 2, 2), order=2)
+    asm = Assembler(mesh)
+    nq = asm.geometry.grads.shape[0]
+    els = rng.permutation(mesh.n_elements)[: mesh.n_elements // 2]
+    n = len(els) * nq
+    law = DruckerPrager(rng.uniform(100, 200, n), rng.uniform(50, 90, n), 0.1, YieldCurve(np.zeros((n, 1)), np.ones((n, 1))))
+    kern = _PlasticKernels(asm, PlasticSet(els, law))
+    Ub = rng.normal(size=(asm.pattern.n_blocks, 3, 3))
+    K = blocks_to_matrix(asm.pattern, Ub, "csr")  # any matrix of the pattern, asymmetric blocks on purpose
+    for seed in (1, 1, 2):
+        r = np.random.default_rng(seed)
+        nh = r.normal(size=(n, 6))
+        D = TangentCoefficients(*(r.normal(size=(4, n)) * 50), nh)
+        upd = SimpleNamespace(tangent=D, yielded=r.uniform(size=n) < 0.5)
+        want = (K + blocks_to_matrix(asm.pattern, kern.tangent_blocks(D, upd.yielded), "csr")).toarray()
+        got = _tangent(K, kern, upd)
+        assert np.array_equal(got.indices, K.indices) and np.array_equal(got.indptr, K.indptr)  # K's structure
+        assert np.abs(got.toarray() - want).max() <= 1e-12 * np.abs(want).max()
