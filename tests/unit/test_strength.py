@@ -168,3 +168,18 @@ def test_curve_csv_and_step_files(run):
     peak = meshio.read(out / "c.vtu")
     assert {"plastic_strain_at_peak", "yielded_at_peak", "failed_at_peak"} <= set(peak.cell_data)
     assert json.loads((out / "summary.json").read_text())["meta"]["strength"]["strength"] == pytest.approx(st["strength"])
+
+
+def test_round_off_on_a_plastic_plateau_is_no_peak():
+    """A perfectly plastic plateau carries the equilibrium tolerance's noise (here 1e-9 of the
+    force): that is no fall, so there is no peak until the force really drops (then the plateau's
+    last point; a plateau that never falls reports its last force with peak_reached False)."""
+    from fembone.spine.strength import first_peak
+
+    noisy = np.array([0.0, 40.0, 80.0, 112.0, 112.0 - 1e-7, 112.0 - 2e-7, 112.0 - 3e-7])
+    assert first_peak(noisy) is None
+    m = strength_metrics(np.arange(7.0), noisy, 0.1)
+    assert m["strength"] == pytest.approx(112.0, rel=1e-8) and not m["peak_reached"] and m["peak_index"] == 6
+    falls = np.concatenate([noisy, [100.0]])
+    assert first_peak(falls) == 6
+    assert first_peak(np.array([0.0, 50.0, 100.0, 99.0, 120.0])) == 2  # a 1 % fall is one
