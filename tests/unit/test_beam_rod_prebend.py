@@ -200,3 +200,25 @@ def test_prebend_parsing_and_curvature() -> None:
         with pytest.raises(InputError) as e:
             parse_prebend(bad)
         assert frag in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+# ------------------------------------------------------------------ case wiring (cases/segment.py)
+def test_segment_case_key_rods_prebend() -> None:
+    """``rods: {prebend: {radius: 200}}`` reaches the RodSpec; bad values name the key.
+    Skipped until fembone/cases/segment.py carries the RodSpec.prebend field."""
+    import dataclasses
+
+    from fembone.cases import parse_case
+    from fembone.cases.segment import RodSpec
+
+    if "prebend" not in {f.name for f in dataclasses.fields(RodSpec)}:
+        pytest.skip("RodSpec.prebend not wired into fembone/cases/segment.py yet")
+    c = {"name": "seg", "segment": {"levels": ["T12", "L1", "L2"], "mesh_size": 4.0, "order": 1},
+         "materials": {"preset": "normal"}, "loadcases": {"flexion": [{"preset": "flexion", "moment": 7500}]},
+         "screws": [{"placement": "bilateral_transpedicular", "levels": ["T12", "L2"]}]}
+    spec = parse_case({**c, "rods": {"diameter": 5.5, "prebend": {"radius": 200}}}, ".", "seg.yaml")
+    assert spec.extensions["segment"].rods.prebend == {"radius": 200.0}
+    assert parse_case({**c, "rods": {"diameter": 5.5}}, ".", "seg.yaml").extensions["segment"].rods.prebend == {}
+    with pytest.raises(InputError) as e:
+        parse_case({**c, "rods": {"prebend": {"radius": 2}}}, ".", "seg.yaml")
+    assert "rods.prebend.radius" in str(e.value)
