@@ -11,7 +11,7 @@ vertebra frame of the generator (origin at the volume centroid of the meshed bod
   with a flat outer face normal to z.  ``half_discs: labels`` takes the labelled caps as they
   are (PMMA potting of an in-vitro test: its thickness, often wedge-shaped, is the level's half
   disc); ``half_discs: synthesise`` (default) drops cap labels and makes the regions in voxel
-  space (:func:`fembone.spine.ct.geometry.synthesise_caps`): each column of the body's
+  space (:func:`fembone.spine.ct.synth_caps.synthesise_caps`): each column of the body's
   footprint along the cranial axis is filled from the endplate to a plane half a disc height
   beyond the endplate centre (raised to clear a higher rim).  Simplification: the real
   endplates are tilted and curved against that plane, so the half disc is a wedge, thicker at
@@ -140,7 +140,7 @@ def _build_ct(spec: ImportSpec, g, base: Path, annulus: dict, cache: Path | None
     ct = dataclasses.replace(ct, law=dataclasses.replace(ct.law, cap={"E": float(annulus["E"]), "nu": float(annulus["nu"])}))
     info: dict = {"kind": "ct", "half_discs": spec.half_discs}
     if spec.half_discs == "synthesise":
-        from fembone.spine.ct.geometry import synthesise_caps
+        from fembone.spine.ct.synth_caps import synthesise_caps
 
         lab = read_image(base / ct.labels.file, labels=True, where=f"{ct.where}.labels.file")
         new, caps, info["synthesised"] = synthesise_caps(lab, ct.labels, 0.5 * g.disc_height, ct.frame, ct.anterior, ct.cranial,
@@ -172,7 +172,8 @@ def _write_labels(img, cache: Path | None) -> Path:
 
 def _build_surface(spec: ImportSpec, g, base: Path) -> ImportedLevel:
     from fembone.spine.ct import LabelSpec
-    from fembone.spine.ct.geometry import build_ct_mesh, synthesise_caps
+    from fembone.spine.ct.geometry import build_ct_mesh
+    from fembone.spine.ct.synth_caps import synthesise_caps
     from fembone.spine.geometry.surface import check_surface, detect_frame, read_surface
 
     s = spec.surface

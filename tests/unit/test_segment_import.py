@@ -9,7 +9,7 @@ import pytest
 from fembone.cases import parse_case
 from fembone.core.errors import InputError
 from fembone.spine.ct import LabelSpec
-from fembone.spine.ct.geometry import synthesise_caps
+from fembone.spine.ct.synth_caps import synthesise_caps
 from fembone.spine.ct.image import Image
 from fembone.spine.segment_import import split_nucleus, voxelise
 
