@@ -9,6 +9,7 @@ labels have none: :func:`synthesise_caps` returns labels with two cap labels add
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -45,10 +46,12 @@ def synthesise_caps(labels: Image, groups, height: float, frame: str = "anatomic
     if not bone.any():
         raise InputError(f"none of the bone labels {list(_ids(groups.bone))} occurs in {labels.source}", f"{where}.labels.bone")
     info: dict = {}
-    bone = _largest(bone, info, "bone", labels.voxel_volume)
-    post = bone & np.isin(L, _ids(groups.posterior))
-    body = bone & ~post
-    R, _, _ = _frame(labels, bone, body, post, 2.0, frame, anterior, cranial, where)
+    with warnings.catch_warnings():  # islands and a turned frame are reported when the labels are meshed
+        warnings.simplefilter("ignore")
+        bone = _largest(bone, info, "bone", labels.voxel_volume)
+        post = bone & np.isin(L, _ids(groups.posterior))
+        body = bone & ~post
+        R, _, _ = _frame(labels, bone, body, post, 2.0, frame, anterior, cranial, where)
     A = labels.affine[:3, :3] / labels.spacing[None, :]
     cos = A.T @ R[:, 2]
     ax = int(np.argmax(np.abs(cos)))
