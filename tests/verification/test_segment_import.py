@@ -2,8 +2,9 @@
 
 * Mapped modulus: a synthetic CT (a box body with an arch, uniform 200 mg/cc K2HPO4) as the L2
   of an L1-L2 segment: every bone element with no disc voxel in it has the density law's
-  modulus, Bonelab's E = 2980 rho^1.05 (rho in g/cc) = 2980 x 0.2^1.05 MPa, and the disc
-  elements the segment's annulus and nucleus.
+  modulus, Bonelab's E = 2980 rho^1.05 (rho in g/cc) = 2980 x 0.2^1.05 MPa, the elements wholly
+  in its lesion label the lytic tissue's 2 MPa, and the disc elements the segment's annulus and
+  nucleus.
 * Same element, same stiffness as the CT case: the VerSe L2 with its labelled caps as half
   discs meshes exactly as the CT pipeline meshes it alone; every bone element free of cap
   voxels has the CT case's stiffness (build_ct_model_inputs) to rounding.
@@ -73,6 +74,7 @@ def synthetic(tmp_path_factory):
     L = np.zeros(n, np.int16)
     L[(np.abs(x) <= 15) & (y >= 0) & (y <= 25) & (np.abs(z) <= 12)] = 1
     L[(np.abs(x) <= 15) & (y >= -20) & (y < 0) & (np.abs(z) <= 6) & ~((np.abs(x) <= 8) & (y >= -14))] = 3
+    L[(np.abs(x) <= 5) & (y >= 8) & (y <= 18) & (np.abs(z) <= 5)] = 2  # a lesion label in the body
     aff = np.eye(4)
     aff[:3, 3] = [-(k // 2) for k in n]
     nib.save(nib.Nifti1Image(L, aff), str(d / "seg.nii.gz"))
@@ -81,7 +83,8 @@ def synthetic(tmp_path_factory):
 
 
 def test_ct_level_modulus_is_the_density_law(cache, synthetic):
-    ct = {"image": str(synthetic / "im.nii.gz"), "labels": {"file": str(synthetic / "seg.nii.gz"), "bone": [1, 3], "posterior": [3]},
+    ct = {"image": str(synthetic / "im.nii.gz"), "labels": {"file": str(synthetic / "seg.nii.gz"), "bone": [1, 3], "posterior": [3],
+                                                             "lesion": [2]},
           "calibration": {"kind": "density"}, "law": "bonelab_kopperdahl", "anterior": "+y", "cranial": "+z", "mesh_size": 3.0}
     model = _build(_case(["L1", "L2"], {"L2": {"ct": ct}}, mesh_size=3.0))
     seg = model.meta["_segment"]
@@ -97,6 +100,10 @@ def test_ct_level_modulus_is_the_density_law(cache, synthetic):
     assert len(full) > 0.3 * len(bone)
     assert np.allclose(E[full], hand, rtol=1e-12, atol=0)
     assert E_pure.max() <= hand * (1 + 1e-12)
+    lesion = seg.set("L2", "lesion")  # the CT lesion label: lytic tissue, E 2 MPa (fembone.spine.ct.laws)
+    whole = lesion[model.cell_data["ct_lesion_fraction"][lesion] == 1.0]
+    print(f"lesion: {len(lesion)} elements, {len(whole)} wholly inside: E {E[whole].min():.12f}..{E[whole].max():.12f}")
+    assert len(whole) > 5 and np.allclose(E[whole], 2.0, rtol=1e-12, atol=0)
     for grp, mat in (("disc_superior_annulus", (4.2, 0.45)), ("disc_inferior_nucleus", (1.0, 0.499))):
         ids = seg.set("L2", grp)
         assert len(ids) and np.allclose(model.C[ids], Isotropic(name="m", E=mat[0], nu=mat[1]).stiffness(), rtol=1e-12)
