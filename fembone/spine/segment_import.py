@@ -101,6 +101,11 @@ def parse_imported(value, level: str, where: str, order: int, mesh_size: float) 
         d = S.mapping(value["surface"], p, allowed=SURFACE_KEYS, required=("file",))
         if hd != "synthesise":
             raise InputError("a surface has no labelled caps; its half discs are synthesised", f"{where}.half_discs")
+        from fembone.spine.geometry.surface_frame import parse_axis
+
+        for k in ("anterior", "cranial"):
+            if d.get(k) is not None:
+                parse_axis(d[k], f"{p}.{k}")
         surf = {"file": S.string(d["file"], f"{p}.file"), "units": S.string(d.get("units", "mm"), f"{p}.units", choices=("mm", "m")),
                 "anterior": d.get("anterior"), "cranial": d.get("cranial"), "where": p}
         return ImportSpec(level, kind, surface=surf, half_discs=hd, where=where)

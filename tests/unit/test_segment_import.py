@@ -47,6 +47,7 @@ def test_vertebrae_level_not_in_levels():
     ({"surface": {"file": "a.obj", "units": "cm"}}, "segment.vertebrae.L2.surface.units", "cm"),
     ({"surface": {"file": "a.obj"}, "half_discs": "labels"}, "segment.vertebrae.L2.half_discs", "synthesised"),
     ({"ct": {**CT, "bogus": 1}}, "segment.vertebrae.L2.ct", "bogus"),
+    ({"surface": {"file": "a.obj", "cranial": "up"}}, "segment.vertebrae.L2.surface.cranial", "up"),
 ])
 def test_bad_imported_level(entry, key, words):
     msg = error(case({"L2": entry}))
