@@ -116,8 +116,8 @@ def bone_plastic_set(model, laws: dict[str, BoneLaw | None], path: str = "analys
     if "ct_modulus_MPa" in model.cell_data and "ct_density_mgcc" in model.cell_data:
         from fembone.spine.ct.laws import qct_to_app
 
-        rho_ct = np.maximum(qct_to_app(np.asarray(model.cell_data["ct_density_mgcc"], float) / 1000.0), MIN_DENSITY)
-        ct = (np.asarray(model.cell_data["ct_modulus_MPa"], float), rho_ct)
+        qct = np.asarray(model.cell_data["ct_density_mgcc"], float) / 1000.0
+        ct = (np.asarray(model.cell_data["ct_modulus_MPa"], float), np.maximum(qct_to_app(qct), MIN_DENSITY), qct)
     for region, idx in _regions(model).items():
         law = laws.get(region)
         if law is None or len(idx) == 0:
@@ -129,8 +129,9 @@ def bone_plastic_set(model, laws: dict[str, BoneLaw | None], path: str = "analys
         E_el = 9.0 * K * G / (3.0 * K + G)
         if ct is not None:  # CT: the element's own mapped bone modulus and calibrated density
             E_bone = np.maximum(ct[0][idx], 1e-6)
-            rho = ct[1][idx]
+            rho, rho_qct = ct[1][idx], ct[2][idx]
         else:
+            rho_qct = None
             mat = by_name.get(region)
             if getattr(mat, "E", None) is None:
                 raise InputError(f"a strength analysis needs isotropic {region} bone (set its transverse_ratio to 1)",
@@ -139,15 +140,19 @@ def bone_plastic_set(model, laws: dict[str, BoneLaw | None], path: str = "analys
             rho = info.get("trabecular_density") if region == "trabecular" else COMPACT_DENSITY
         if region == "trabecular" and "_apparent_density" in model.meta:  # per element, from the builder
             rho = np.asarray(model.meta["_apparent_density"], float)[idx]
-        a, s = compressive_curve(law, E_bone, E_el / E_bone, rho_app=rho)
+        a, s = compressive_curve(law, E_bone, E_el / E_bone, rho_app=rho, rho_qct=rho_qct)
         els.append(idx)
         knots.append(a)
         stresses.append(s)
-        ratio.append(np.full(len(idx), law.yield_strain_tension / law.yield_strain_compression))
+        ratio.append(np.full(len(idx), law.tension_ratio))
         fail.append(failure_strain(law, a))
         used[region] = {"law": law.name, "elements": int(len(idx)), "post_yield": law.post_yield,
                         "yield_strain_compression": law.yield_strain_compression,
                         "yield_strain_tension": law.yield_strain_tension, "source": law.source}
+        if law.yield_stress is not None:
+            used[region].update(yield_strain_compression=None, yield_strain_tension=None,
+                                yield_stress={"a": law.yield_stress[0], "b": law.yield_stress[1],
+                                              "formula": "a rho_QCT^b MPa (g/cm^3), compression and tension"})
         if ct is not None:
             used[region]["bone_modulus"] = "per element, mapped from CT (ct_modulus_MPa)"
             used[region]["apparent_density"] = {"from": "CT: (1.06 rho_QCT + 0.0389) / 0.6", "mean": float(np.mean(rho))}

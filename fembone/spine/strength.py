@@ -26,6 +26,17 @@ principal-strain surface instead, the other common choice for trabecular bone.
 * **cortical** (``cortical_plastic``): eps_yc = 1.04 %, eps_yt = 0.73 % (Bayraktar et al.,
   J Biomech 37:27, 2004 [M]), then perfectly plastic: Keyak's plateau at cortical ash density
   (~1.1 g/cm^3) is ~7.7 % plastic strain, far beyond the strains of a vertebral test.
+* **``bonelab_kopperdahl``** (CT models only, any bone region): the nonlinear bone law of the
+  Bonelab spineFE benchmark (Walle, Matheson & Boyd 2025, bioRxiv 2025.04.19.649449; its
+  public pipeline, OGO ``kopperdahl_trab_yc`` with ``vtkboneMohrCoulombIsotropicMaterial``
+  [V, code read]): a *stress*-based yield sigma_y = 37.4 rho_QCT^1.39 MPa (rho_QCT the
+  calibrated K2HPO4 density in g/cm^3, floored at 0.001) in compression *and* tension, for
+  trabecular, cortical and posterior bone alike, perfectly plastic.  With equal yield stresses
+  the Drucker-Prager cone here is von Mises; the benchmark's Mohr-Coulomb is then Tresca
+  (identical in uniaxial stress, at most 15 % apart in shear).  Use it with the benchmark's
+  modulus law (``ct: {law: bonelab_kopperdahl}``) to compare with the benchmark's solver on
+  equal terms; use tet10 (linear tetrahedra lock under isochoric plastic flow: the force of a
+  perfectly plastic tet4 model keeps rising, Nagtegaal, Parks & Rice 1974 [M]).
 * **posterior elements, PMMA (caps, cement), lesions, cement-bone composite, discs**: elastic.
   The posterior elements carry no load from a platen or disc on the body (in_vitro and discs
   set-ups); PMMA yields near 70 MPa (ISO 5833 minimum), an order above the bone's stresses;
@@ -54,6 +65,8 @@ from fembone.spine.bone import (
 ASH_FRACTION = 0.6
 #: post-yield forms a law can take
 POST_YIELD = ("keyak2001", "perfectly_plastic", "hardening")
+#: floor of the calibrated density (g/cm^3) in a density-based yield stress (voids yield at ~0)
+MIN_QCT_DENSITY = 0.001
 #: offset of the yield point on the force-displacement curve, as a share of the specimen height
 #: (the 0.2 % offset convention of material testing applied to the bone's height)
 OFFSET_STRAIN = 0.002
@@ -64,11 +77,13 @@ PEAK_RTOL = 1e-5
 
 @dataclass(frozen=True)
 class BoneLaw:
-    """Strain-based elastic-plastic law of one region.
+    """Elastic-plastic law of one region: strain based, or stress based on CT density.
 
     ``post_yield``: ``keyak2001`` (plateau, softening, floor; needs the apparent density),
     ``perfectly_plastic`` or ``hardening`` (post-yield modulus ``hardening_ratio`` x E, as a
-    slope of stress over total strain).
+    slope of stress over total strain).  ``yield_stress`` = (a, b): the yield stress is
+    a rho_QCT^b MPa in compression and tension alike (calibrated density, g/cm^3; CT models
+    only) instead of the strain-based eps_y E; the yield strains are then unused.
     """
 
     name: str
@@ -77,8 +92,22 @@ class BoneLaw:
     post_yield: str = "perfectly_plastic"
     hardening_ratio: float = 0.0
     source: str = ""
+    yield_stress: tuple[float, float] | None = None
+
+    @property
+    def tension_ratio(self) -> float:
+        """sigma_yt / sigma_yc (1 for the symmetric stress-based laws)."""
+        if self.yield_stress is not None:
+            return 1.0
+        return self.yield_strain_tension / self.yield_strain_compression
 
     def check(self, where: str) -> None:
+        if self.yield_stress is not None:
+            a, b = self.yield_stress
+            if not (a > 0 and b > 0) or self.post_yield != "perfectly_plastic":
+                raise InputError(f"a density-based yield stress needs a > 0, b > 0 and post_yield: "
+                                 f"perfectly_plastic (got a {a:g}, b {b:g}, {self.post_yield})", where)
+            return
         ec, et = self.yield_strain_compression, self.yield_strain_tension
         if not (0 < ec < 0.1 and 0 < et < 0.1):
             raise InputError(f"yield strains must lie in (0, 0.1) (got compression {ec:g}, tension {et:g})", where)
@@ -95,8 +124,11 @@ TRABECULAR = BoneLaw("kopperdahl_keyak", YIELD_STRAIN_COMPRESSION, YIELD_STRAIN_
                      source="yield strains Kopperdahl & Keaveny 1998 [V]; post-yield Keyak 2001 [M]")
 CORTICAL = BoneLaw("cortical_plastic", CORTICAL_YIELD_STRAIN_COMPRESSION, CORTICAL_YIELD_STRAIN_TENSION,
                    "perfectly_plastic", source="yield strains Bayraktar et al. 2004 [M]; perfectly plastic")
+BONELAB = BoneLaw("bonelab_kopperdahl", float("nan"), float("nan"), "perfectly_plastic", yield_stress=(37.4, 1.39),
+                  source="Bonelab spineFE benchmark (Walle, Matheson & Boyd 2025): sigma_y = 37.4 rho_QCT^1.39 MPa "
+                         "in compression and tension, perfectly plastic [V, public OGO code]")
 #: named laws a case file may ask for
-LAWS = {TRABECULAR.name: TRABECULAR, CORTICAL.name: CORTICAL}
+LAWS = {TRABECULAR.name: TRABECULAR, CORTICAL.name: CORTICAL, BONELAB.name: BONELAB}
 #: default law per region (None: elastic)
 DEFAULT_LAWS: dict[str, BoneLaw | None] = {"trabecular": TRABECULAR, "cortical_shell": CORTICAL, "posterior_elements": None}
 
@@ -111,17 +143,25 @@ def keyak2001(rho_ash) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.maximum(-0.00315 + 0.0728 * r, 0.0), -2080.0 * r**1.45, 43.1 * r**1.81
 
 
-def compressive_curve(law: BoneLaw, E_bone, scale=1.0, rho_app=None) -> tuple[np.ndarray, np.ndarray]:
+def compressive_curve(law: BoneLaw, E_bone, scale=1.0, rho_app=None, rho_qct=None) -> tuple[np.ndarray, np.ndarray]:
     """Compressive yield curve of ``law`` per element: (alpha knots (ne, m), stresses (ne, m)), MPa.
 
     ``E_bone`` (ne,) modulus of the pure bone phase (MPa); ``scale`` (ne,) = E_element / E_bone
-    scales the stresses of mixed elements; ``rho_app`` (ne,) apparent density (keyak2001).
+    scales the stresses of mixed elements; ``rho_app`` (ne,) apparent density (keyak2001);
+    ``rho_qct`` (ne,) calibrated K2HPO4 density, g/cm^3 (density-based yield stress).
     alpha is the plastic strain of uniaxial compression.
     """
     E = np.atleast_1d(np.asarray(E_bone, float))
     s = np.broadcast_to(np.asarray(scale, float), E.shape)
-    sy = law.yield_strain_compression * E
     ne = len(E)
+    if law.yield_stress is not None:
+        if rho_qct is None:
+            raise InputError(f"law {law.name}: its yield stress follows calibrated CT density; use it on a ct: model",
+                             "analysis.laws")
+        a, b = law.yield_stress
+        rho = np.maximum(np.broadcast_to(np.asarray(rho_qct, float), E.shape), MIN_QCT_DENSITY)
+        return np.zeros((ne, 1)), (s * a * rho**b)[:, None]
+    sy = law.yield_strain_compression * E
     if law.post_yield == "perfectly_plastic":
         return np.zeros((ne, 1)), (s * sy)[:, None]
     if law.post_yield == "hardening":

@@ -14,7 +14,7 @@ from fembone.cases import build_model, parse_case
 from fembone.core.analysis import solve
 from fembone.core.errors import InputError
 from fembone.core.output import write_results
-from fembone.spine.strength import CORTICAL, TRABECULAR, compressive_curve, keyak2001, strength_metrics
+from fembone.spine.strength import BONELAB, CORTICAL, TRABECULAR, compressive_curve, keyak2001, strength_metrics
 
 
 def base(**analysis) -> dict:
@@ -58,6 +58,29 @@ def test_trabecular_curve_at_normal_density():
 def test_cortical_law_is_strain_based_and_perfectly_plastic():
     a, s = compressive_curve(CORTICAL, np.array([4560.0]))
     assert a.shape == (1, 1) and s[0, 0] == pytest.approx(0.0104 * 4560.0)
+
+
+def test_bonelab_law_is_stress_based_on_calibrated_density():
+    """Bonelab spineFE benchmark law: sigma_y = 37.4 rho_QCT^1.39 MPa whatever the modulus,
+    equal in tension: rho 0.150 g/cm^3 -> 37.4 x exp(1.39 ln 0.15) = 2.6769 MPa; 0.500 -> 14.2706 MPa;
+    a density below 0.001 g/cm^3 (voids, negative calibrated values) yields at 37.4 x 0.001^1.39."""
+    rho = np.array([0.15, 0.5, -0.02])
+    E = np.array([400.0, 1400.0, 1.0])  # the modulus does not enter
+    a, s = compressive_curve(BONELAB, E, 1.0, rho_qct=rho)
+    assert a.shape == (3, 1) and not a.any()
+    assert s[:, 0] == pytest.approx([2.6769, 14.2706, 37.4 * 0.001**1.39], rel=2e-4)
+    assert s[0, 0] == pytest.approx(37.4 * math.exp(1.39 * math.log(0.15)), rel=1e-12)
+    assert BONELAB.tension_ratio == 1.0 and TRABECULAR.tension_ratio == pytest.approx(0.0078 / 0.0084)
+    _, s2 = compressive_curve(BONELAB, E, 0.5, rho_qct=rho)  # a mixed element of half the stiffness
+    assert s2 == pytest.approx(0.5 * s)
+    with pytest.raises(InputError, match="calibrated CT density"):
+        compressive_curve(BONELAB, E, 1.0, rho_app=np.full(3, 0.2))
+
+
+def test_bonelab_law_on_a_generated_vertebra_is_one_line():
+    case = base(max_displacement=0.3, steps=2, laws={"trabecular": "bonelab_kopperdahl"})
+    with pytest.raises(InputError, match=r"analysis\.laws: law bonelab_kopperdahl: .*ct: model"):
+        solve(build_model(case, source="x.yaml"), nodal=False)
 
 
 def test_offset_yield_and_peak_on_a_bilinear_curve():

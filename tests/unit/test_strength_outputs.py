@@ -23,7 +23,7 @@ from fembone.cases import build_model
 from fembone.cases.strength_run import bone_plastic_set
 from fembone.core.analysis import solve
 from fembone.core.output import write_results
-from fembone.spine.strength import DEFAULT_LAWS
+from fembone.spine.strength import DEFAULT_LAWS, LAWS
 
 TRABECULAR_MGCC = {"ct-before": 90.0, "ct-after": 150.0}  # e.g. before and after a treatment that restores density
 
@@ -104,6 +104,24 @@ def test_ct_density_sets_each_elements_law(ct_runs):
     assert a[:, 1] == pytest.approx(0.01125712, rel=1e-6)
     assert s[:, 2] == pytest.approx(2.296382, rel=1e-6)
     assert a[:, 2] == pytest.approx(0.0220149, rel=1e-5)
+
+
+def test_bonelab_law_takes_the_calibrated_density_of_each_element(ct_runs):
+    """The benchmark's law on the CT phantom: interior trabecular elements at 150 mg/cc yield at
+    37.4 x 0.150^1.39 = 2.6769 MPa (not at a strain times their 449.8 MPa modulus), cortical and
+    posterior elements follow their own density, and tension equals compression (von Mises)."""
+    _, result, _ = ct_runs["ct-after"]
+    model = result.model
+    laws = {r: LAWS["bonelab_kopperdahl"] for r in ("trabecular", "cortical_shell", "posterior_elements")}
+    pset, fail, nq, used = bone_plastic_set(model, laws)
+    rho = model.cell_data["ct_density_mgcc"][pset.elements]
+    trab = np.isin(pset.elements, model.mesh.cell_sets["trabecular"])
+    pure = np.repeat(trab & np.isclose(rho, 150.0, rtol=1e-9) & (model.material_id[pset.elements] == 1), nq)
+    assert pure.sum() > 50
+    assert pset.law.curve.stress[pure, 0] == pytest.approx(2.67693, rel=1e-5)
+    assert pset.law.curve.alpha.shape[1] == 1 and not fail.any()  # perfectly plastic: failed once yielded
+    assert np.allclose(pset.law.beta, 0.0)  # equal yield stresses: the cone is a cylinder
+    assert used["trabecular"]["yield_stress"]["a"] == 37.4 and used["cortical_shell"]["yield_strain_compression"] is None
 
 
 # -- compare, view, previews ------------------------------------------------------------------------------

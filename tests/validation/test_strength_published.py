@@ -12,10 +12,17 @@ and results/verse19fem_AppendixA.csv):
   strength / stiffness 0.157-0.191 mm;
 * sub-verse004 L2 (the scan in ../shared/data): 1.847 kN nonlinear, 12,362 N/mm linear.
 
-KNOWN MISSES, pinned so that any change is noticed (reasons in the README, "Strength: nonlinear
-against published"): fembone's strength is above these values by 1.5-1.9x while its stiffness
-matches (the L2 within 2 %), i.e. the difference is the post-yield law (peak at ~1.2 %
-apparent strain against ~0.5 % in the benchmark), not geometry or density.  Nothing was tuned.
+KNOWN MISSES with fembone's default laws, pinned so that any change is noticed (reasons in the
+README, "Strength: nonlinear against published"): fembone's strength is above these values by
+1.5-1.9x while its stiffness matches (the L2 within 2 %).  Nothing was tuned.
+
+SAME MODEL, SAME LAW: the benchmark's own nonlinear law (OGO ``kopperdahl_trab_yc``: yield
+stress 37.4 rho_QCT^1.39 MPa in compression and tension for all bone, perfectly plastic;
+fembone law ``bonelab_kopperdahl``) on the same scan gives the benchmark's failure load at
+the 0.2 % offset yield point (model height 29 mm in AppendixA) within 10 %: a solver-to-solver
+check that isolates the bone law as the cause of the miss above.  The public repository does
+not say how F.Load is read off the curve; the offset yield point is the reading that a
+perfectly plastic law without a peak leaves (the force keeps rising, see the README).
 Coarse meshes (tet4, 6 mm generated L1 body; 3 mm CT) keep the file under a minute.
 Units: mm, N.
 """
@@ -66,6 +73,32 @@ def verse_l2(cache):
     raw["ct"].update(mesh_size=3.0, order=1)
     raw["analysis"] = dict(ANALYSIS, max_displacement=0.48)
     return _strength(raw, str(CASES))
+
+
+@pytest.fixture(scope="module")
+def verse_l2_bonelab(cache):
+    raw = yaml.safe_load((CASES / "L2_verse_ct.yaml").read_text())
+    if not (CASES / raw["ct"]["image"]).is_file():
+        pytest.skip("the VerSe L2 scan is read from ../shared/data, which this checkout does not have")
+    raw["ct"].update(mesh_size=3.0, order=1)
+    laws = {r: "bonelab_kopperdahl" for r in ("trabecular", "cortical_shell", "posterior_elements")}
+    raw["analysis"] = {"type": "strength", "max_displacement": 0.4, "steps": 8, "stop_after_peak": False, "laws": laws}
+    model = build_model(raw, base=str(CASES), source="test:verse-l2-bonelab")
+    risk = next(iter(solve(model, nodal=False).loadcases.values())).extra["risk"]
+    return model.meta["strength"], risk["axial_stiffness"]
+
+
+def test_verse_l2_with_the_benchmarks_law_meets_its_failure_load(verse_l2_bonelab):
+    """The benchmark's law on the benchmark's scan: 0.2 % offset yield force within 10 % of its
+    1.847 kN (10 %: voxel against tetrahedral geometry of the same scan, Tresca against von Mises
+    off the uniaxial path; stiffness agrees within 5 % at this mesh)."""
+    st, k = verse_l2_bonelab
+    assert 0.95 * L2_STIFFNESS <= k <= 1.05 * L2_STIFFNESS, f"stiffness {k:.0f} N/mm against {L2_STIFFNESS:.0f}"
+    assert st["laws"]["trabecular"]["law"] == "bonelab_kopperdahl"
+    Fy = st["yield_force"]
+    assert Fy is not None, f"no offset yield point on {st['curve']['force']}"
+    err = Fy / L2_STRENGTH - 1.0
+    assert abs(err) <= 0.10, f"offset yield {Fy:.0f} N against the benchmark's {L2_STRENGTH:.0f} N: {100 * err:+.1f} %"
 
 
 def test_normal_l1_strength_known_miss_above_cohort(normal_l1):
