@@ -352,12 +352,15 @@ def solve_path(
     message = ""
     finished = True
     ls_total = 0
-    counts = {"secant_iterations": 0, "floored_retries": 0}
+    counts = {"secant_iterations": 0, "floored_iterations": 0, "floored_retries": 0}
     # the iterations' tangent: the consistent one with softening (may be indefinite), or the law's floored one
     law_it = law.with_tangent_floor(None) if opt.softening_tangent == "exact" else law
 
     def tangent(upd):
         return _tangent(K, kern, upd)
+
+    def floored(qv, lam):  # the stress update with the law's floored tangent
+        return evaluate(qv, lam, True)[1]
 
     while lam < 1.0 - 1e-12:
         dl = min(dlam, 1.0 - lam)
@@ -368,7 +371,7 @@ def solve_path(
         else:
             q_try = lam_new * q_el if q_el is not None else q.copy()
         ok, its, state, ls = newton(functools.partial(evaluate, tlaw=law_it), q_try, lam_new, red, tangent, lin, opt,
-                                    counts)
+                                    counts, floored if law_it is not law else None)
         if not ok and law_it is not law:  # the softening tangent failed: this step again with the floored one
             log.debug("step to %.5f failed with the softening tangent (%s); again with the floored one", lam_new, state)
             counts["floored_retries"] += 1

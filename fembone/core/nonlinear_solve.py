@@ -142,13 +142,20 @@ class LinearSolves:
         self.stats["setups"] += 1
         self.stats["setup_s"] += self.last_setup_s
 
-    def solve(self, Kq: sp.csr_matrix, b: np.ndarray, rtol: float | None = None) -> np.ndarray:
-        """x with |Kq x - b| <= rtol |b| (default ``cg_rtol``; exact where a fresh double factor solves)."""
+    def solve(self, Kq: sp.csr_matrix, b: np.ndarray, rtol: float | None = None,
+              may_setup: bool = True) -> np.ndarray | None:
+        """x with |Kq x - b| <= rtol |b| (default ``cg_rtol``; exact where a fresh double factor solves).
+
+        ``may_setup`` False (a possibly indefinite tangent, which a Cholesky-type factorisation
+        must not meet): CG on the kept preconditioner only; None when that is not enough (or a
+        set-up is due)."""
         t = time.perf_counter()
         rtol = self.cg_rtol if rtol is None else rtol
         self.stats["solves"] += 1
         try:
             if self.mode == "refactor" or self.M is None or self.renew:
+                if not may_setup:
+                    return None
                 self._setup(Kq)
                 self.solver.rtol = rtol
                 x = self.solver.solve(b)
@@ -162,6 +169,8 @@ class LinearSolves:
                 # renew before the next solve once CG on the kept preconditioner costs more than a set-up
                 self.renew = time.perf_counter() - t_cg > self.last_setup_s
                 return x
+            if not may_setup:
+                return None
             self._setup(Kq)  # the tangent has moved away from the kept preconditioner: renew it
             x, it, ok = _pcg(Kq, b, self.M, rtol, 20 * self.refresh)
             self.stats["cg_iterations"] += it
@@ -215,12 +224,15 @@ def _pcg(A, b: np.ndarray, M, rtol: float, maxiter: int) -> tuple[np.ndarray, in
 
 
 # -- Newton iterations at one load factor -------------------------------------------------------
-def newton(evaluate, q, lam, red: Reduction, tangent, lin: LinearSolves, opt, counts: dict):
+def newton(evaluate, q, lam, red: Reduction, tangent, lin: LinearSolves, opt, counts: dict, floored=None):
     """Newton iterations at load factor ``lam`` from ``q``; returns (ok, solves, state or reason, line-search evaluations).
 
     ``evaluate(q, lam, tangent)`` gives (u, stress update, f_int, T^T f_int); ``tangent(update)``
     the full tangent stiffness; ``opt`` a :class:`fembone.core.nonlinear.PathOptions`.
-    ``counts`` collects the secant-stage iterations (key ``secant_iterations``).
+    ``floored(q, lam)``: where ``evaluate``'s tangent may be indefinite (softening), the stress
+    update with the floored tangent, used for an iteration whose tangent CG cannot solve on the
+    kept preconditioner (a factorisation is only ever made of floored tangents).
+    ``counts`` collects the secant-stage and floored iterations.
     """
     ls = 0
     try:
@@ -255,7 +267,15 @@ def newton(evaluate, q, lam, red: Reduction, tangent, lin: LinearSolves, opt, co
         try:
             if qn is None:
                 Kq = reduce_system(tangent(upd), red)
-                dq = -_solve_dep(lin, Kq, r, eta, red)
+                x = lin.solve(Kq, r, eta, may_setup=floored is None)
+                if x is None:
+                    # the softening tangent is too far from the kept preconditioner (or a set-up is due):
+                    # this iteration with the floored tangent, which may be factorised
+                    counts["floored_iterations"] = counts.get("floored_iterations", 0) + 1
+                    Kq = reduce_system(tangent(floored(q, lam)), red)
+                    x = lin.solve(Kq, r, eta)
+                x[red.dependent] = 0.0
+                dq = -x
             else:
                 dq = -qn.apply(r)
                 dq[red.dependent] = 0.0
