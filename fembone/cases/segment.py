@@ -14,7 +14,7 @@ Keys::
     lesions: [{level: L1, type: lytic, volume_fraction: 0.3}]        # painted as volume fractions
     cement:  [{level: L1, volume_ml: 4.0, access: bipedicular}]
     screws:  [{placement: bilateral_transpedicular, levels: [T12, L2], diameter: 6.5, head_height: 10}]
-    rods:    {diameter: 5.5, material: titanium}                     # joins the screw heads on each side
+    rods:    {diameter: 5.5, material: titanium, prebend: {radius: 300}}  # joins the screw heads on each side
     loadcases:
       flexion: [{preset: flexion, moment: 7500, follower: 400}]
 
@@ -65,14 +65,19 @@ from fembone.spine.segment_mechanics import (
     Rod,
     add_facets,
     add_rod,
+    add_rod_preloads,
     beam_plane_force,
     chain_results,
     facet_forces,
+    prebend_curvature,
     range_of_motion,
+    rod_preload,
     solid_plane_force,
 )
 
 TOP = "superior"
+#: the load case added when a rod is prebent: its preload alone (the installed state)
+PRELOAD_CASE = "rod_preload"
 VOLUME_GROUPS = ("cortical_shell", "trabecular", "posterior_elements")
 DISC_GROUPS = {"disc_superior_annulus": "annulus", "disc_inferior_annulus": "annulus",
                "disc_superior_nucleus": "nucleus", "disc_inferior_nucleus": "nucleus"}
@@ -168,6 +173,7 @@ class SegmentExtension(Extension):
         from fembone.core.solvers import Pardiso
 
         model = ctx.model
+        _prebend_preload(model)
         if model.solver in (None, "auto") and model.n_dofs <= SEGMENT_DIRECT_LIMIT and Pardiso.available():
             model.solver = "pardiso"
             ctx.meta["segment"]["solver_rule"] = (
@@ -284,13 +290,27 @@ def _rods(spec: SegmentSpec, ctx: BuildContext, screws: list[Screw]) -> list[Rod
     for side in r.sides:
         mine = [s for s in screws if s.side == side and (r.levels is None or s.level in r.levels)]
         mine.sort(key=lambda s: seg.levels.index(s.level))
-        rod = Rod(f"rod_{side}", [int(s.nodes[0]) for s in mine], BeamSection(r.diameter), r.material["E"], r.material["nu"],
-                  r.material["yield"])
+        heads = [int(s.nodes[0]) for s in mine]
+        rod = Rod(f"rod_{side}", heads, BeamSection(r.diameter), r.material["E"], r.material["nu"], r.material["yield"],
+                  prebend=prebend_curvature(r.prebend, model.layout.extra_points[heads]))
         add_rod(model, rod, spec.geometry.mesh_size)
         rods.append(rod)
     model.meta["rods"] = [{"name": x.name, "levels": [s.level for s in screws if s.side == x.name[4:]], "diameter": r.diameter,
-                           "material": r.material_name, "E": x.E, "yield_strength": x.yield_strength} for x in rods]
+                           "material": r.material_name, "E": x.E, "yield_strength": x.yield_strength,
+                           "prebend": {**r.prebend, "curvature_per_mm": x.prebend}} for x in rods]
     return rods
+
+
+def _prebend_preload(model) -> None:
+    """A prebent rod preloads the segment once it is fixed to the heads: its self-equilibrated
+    loads join every load case (stresses, facet and load-sharing forces include the installed
+    state) and form a load case of their own, :data:`PRELOAD_CASE`, from which ranges of motion
+    are measured (an in-vitro test zeroes its rotations on the instrumented specimen)."""
+    rods = model.meta.get("_rods", [])
+    if not any(r.preload is not None for r in rods):
+        return
+    add_rod_preloads(model, rods)
+    model.loads[PRELOAD_CASE] = rod_preload(rods, model.layout.n_dofs)
 
 
 def segment_postprocessor(model, geom, res) -> dict:
@@ -299,7 +319,11 @@ def segment_postprocessor(model, geom, res) -> dict:
     u = res.u
     preset = model.meta.get("load_presets", {}).get(res.name, {})
     axis = np.asarray(preset["direction"]) if preset.get("kind") == "moment" else None
-    out = {"segment": {**range_of_motion(model, seg, u, axis), "facet_forces": facet_forces(model, u)}}
+    pre = res.solutions.get(PRELOAD_CASE) if res.name != PRELOAD_CASE else None
+    rom = range_of_motion(model, seg, u if pre is None else u - pre, axis)  # from the installed state
+    out = {"segment": {**rom, "facet_forces": facet_forces(model, u)}}
+    if pre is not None:
+        out["segment"]["measured_from"] = f"the installed state (load case {PRELOAD_CASE}: the rods' prebend alone)"
     index = model.meta["_segment_index"]
     z0 = seg.offset[index]
     body = solid_plane_force(model, geom, res, seg.body(index), z0)
@@ -312,7 +336,7 @@ def segment_postprocessor(model, geom, res) -> dict:
         sr = screw_results(model, s, u)
         screws[s.name] = {k: v for k, v in sr.items() if not k.startswith("_")}
     for rod in model.meta["_rods"]:
-        r = chain_results(model, rod.nodes, rod.E, rod.nu, rod.section, rod.yield_strength, u)
+        r = chain_results(model, rod.nodes, rod.E, rod.nu, rod.section, rod.yield_strength, u, kappa0=rod.kappa0)
         implants += beam_plane_force(r.pop("_pts"), r.pop("_ue"), rod.E, rod.nu, rod.section, z0)
         rods[rod.name] = r
     total = body + post + implants

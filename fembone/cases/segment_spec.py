@@ -41,7 +41,7 @@ from fembone.spine.segment import (
     segment_dims,
 )
 from fembone.spine.segment_import import ImportSpec, parse_imported
-from fembone.spine.segment_mechanics import FacetModel
+from fembone.spine.segment_mechanics import FacetModel, parse_prebend
 
 HEAD_HEIGHT = 10.0  # mm from the lamina's back face to the rod axis (tulip head), stated
 
@@ -54,6 +54,7 @@ class RodSpec:
     sides: tuple[str, ...]
     levels: tuple[str, ...] | None
     path: str = "rods"
+    prebend: dict = field(default_factory=dict)  # {radius: mm} or {angle_deg: deg}, + lordotic; {} straight
 
 
 @dataclass
@@ -194,7 +195,7 @@ def _add_screw(spec: SegmentSpec, s: Screw, lv, side, k_if) -> None:
 
 
 def _parse_rods(value, spec: SegmentSpec) -> RodSpec:
-    S.mapping(value, "rods", allowed=("diameter", "material", "sides", "levels"))
+    S.mapping(value, "rods", allowed=("diameter", "material", "sides", "levels", "prebend"))
     dia = S.number(value.get("diameter", 5.5), "rods.diameter", lo=0, lo_open=True, hi=15)
     mat = value.get("material", "titanium")
     if isinstance(mat, str):
@@ -218,7 +219,7 @@ def _parse_rods(value, spec: SegmentSpec) -> RodSpec:
                              f"(screw heads on the {side}: {', '.join(have) or 'none'})", "rods.levels" if levels else "rods")
         if len(want) < 2:
             raise InputError(f"the {side} rod needs two screw heads to join; the {side} side has {', '.join(want) or 'none'}", "rods")
-    return RodSpec(dia, props, mname, sides, levels)
+    return RodSpec(dia, props, mname, sides, levels, prebend=parse_prebend(value.get("prebend"), "rods.prebend"))
 
 
 def _parse_vertebrae(value, g: SegmentGeometry) -> dict[str, ImportSpec]:
