@@ -163,7 +163,8 @@ class LinearSolves:
                 self.stats["cg_iterations"] += int(np.sum(it))
                 return x
             t_cg = time.perf_counter()
-            x, it, ok = _pcg(Kq, b, self.M, rtol, self.refresh)
+            # a possibly indefinite tangent gets half the budget before the caller falls back
+            x, it, ok = _pcg(Kq, b, self.M, rtol, self.refresh if may_setup else self.refresh // 2)
             self.stats["cg_iterations"] += it
             if ok:
                 # renew before the next solve once CG on the kept preconditioner costs more than a set-up
@@ -271,8 +272,11 @@ def newton(evaluate, q, lam, red: Reduction, tangent, lin: LinearSolves, opt, co
                 if x is None:
                     # the softening tangent is too far from the kept preconditioner (or a set-up is due):
                     # this iteration with the floored tangent, which may be factorised
+                    # and a new set-up of it: the kept preconditioner has gone stale (at 323k DOFs CG on the
+                    # elastic factor made every later iteration fall back; benchmarks/README.md)
                     counts["floored_iterations"] = counts.get("floored_iterations", 0) + 1
                     Kq = reduce_system(tangent(floored(q, lam)), red)
+                    lin.renew = True
                     x = lin.solve(Kq, r, eta)
                 x[red.dependent] = 0.0
                 dq = -x
