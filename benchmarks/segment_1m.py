@@ -12,7 +12,7 @@ that reads the cached meshes and builds, assembles, factorises (or sets up AMG),
 post-processes.  Peak memory is the child's maximum resident set (ru_maxrss).  The 1-minute
 load average before and after each run is printed (the machine is shared).  Usage:
 
-    flock /tmp/heavy.lock nice python benchmarks/segment_1m.py [--mesh-size 1.6] [--solver auto]
+    flock /tmp/heavy.lock nice python benchmarks/segment_1m.py [--mesh-size 1.6] [--solver auto|pmg|pardiso]
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ if not mesh_only:
     res = solve(model, nodal=False)
     rom = {k: res.loadcases[k].extra["segment"]["range_of_motion_deg"] for k in loads if k != "compression"}
     out.update(res.timings, solver=res.solver, rom=rom, solver_info={k: v for k, v in res.solver_info.items()
-                                                                        if isinstance(v, (int, float, str))},
+                                                                        if isinstance(v, (int, float, str, list))},
                equilibrium=max(lc.equilibrium_error for lc in res.loadcases.values()))
 out["total"] = time.perf_counter() - t0
 out["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
@@ -90,6 +90,9 @@ def main() -> None:
         print(f"{k:<14s}{r.get(k, float('nan')):10.1f}")
     print(f"{'total':<14s}{r['total']:10.1f}  (child process, imports included)")
     print(f"{'peak memory':<14s}{r['peak_gib']:10.2f} GiB")
+    info = r.get("solver_info", {})
+    print("solver: " + ", ".join(f"{k} {info[k]}" for k in ("iterations", "coarse_dofs", "coarse_factor_nnz", "galerkin_s",
+                                                             "coarse_factor_s", "setup_s", "factor_nnz") if k in info))
     print(f"load average (1 min): {r['load_before']:.2f} before, {r['load_after']:.2f} after; equilibrium error (max) {r['equilibrium']:.1e}")
     print("range of motion (deg): " + "; ".join(f"{k} " + ", ".join(f"{p} {v:.2f}" for p, v in d.items()) for k, d in r["rom"].items()))
     time_ok, mem_ok = r["total"] < 300.0, r["peak_gib"] < 16.0

@@ -179,6 +179,10 @@ class SegmentExtension(Extension):
             ctx.meta["segment"]["solver_rule"] = (
                 f"pardiso: segments are factorised up to {SEGMENT_DIRECT_LIMIT:,} DOFs (AMG-CG converges slowly "
                 "with the nearly incompressible nucleus and the disc ties)")
+        if model.solver == "pmg":  # p-multigrid needs the tet10 cells for its coarse space
+            from fembone.core.solvers_pmg import coarse_options
+
+            model.solver_options.update(coarse_options(model.mesh.cells, model.mesh.n_nodes, model.C))
 
     def load(self, spec: SegmentSpec, entry: PresetLoad, ctx: BuildContext) -> np.ndarray:
         model = ctx.model

@@ -6,6 +6,9 @@
 * ``amg``      - conjugate gradients preconditioned by smoothed-aggregation algebraic
   multigrid (:mod:`fembone.core.solvers_amg`) with the six rigid-body modes as near-null
   space (Vanek, Mandel & Brezina 1996).  Least memory; the choice for large models.
+* ``pmg``      - block CG preconditioned by a two-level p-multigrid cycle for tet10 models
+  (:mod:`fembone.core.solvers_pmg`): tet4 coarse space on the corner nodes factorised by
+  PARDISO, Chebyshev smoothing; needs the cells in ``solver_options`` (segment cases).
 * ``superlu``  - SciPy's SuperLU; always available, fine for small models.
 * ``cholmod``  - SuiteSparse CHOLMOD, when scikit-sparse is installed (optional).
 
@@ -32,10 +35,11 @@ from fembone.core.solvers_pardiso import (
     _PARDISO_ERRORS, MKL_ENV, MKL_RT_PATTERNS, Pardiso, _find_mkl, _mkl_from_distribution, _mkl_platform,
     _mkl_search,
 )
+from fembone.core.solvers_pmg import PMG
 
 __all__ = [
     "AMG", "CGProgress", "Cholmod", "DIRECT_CAP", "DIRECT_LIMIT", "LANCZOS_STEPS", "Level", "MKL_ENV",
-    "MKL_RT_PATTERNS", "MaskedMatrix", "PROGRESS_S", "Pardiso", "RTOL", "SMALL_LIMIT", "SOLVERS", "Solver",
+    "MKL_RT_PATTERNS", "MaskedMatrix", "PMG", "PROGRESS_S", "Pardiso", "RTOL", "SMALL_LIMIT", "SOLVERS", "Solver",
     "SuperLU", "VCycle", "AMG_SETUP_SHARE", "FACTOR_EXPONENT", "build_hierarchy", "choose_solver", "direct_limit", "pcg", "register",
     "spectral_radius_dinv", "_PARDISO_ERRORS", "_block_pcg", "_eta", "_find_mkl", "_mkl_from_distribution",
     "_mkl_platform", "_mkl_search", "_pcg", "log",
