@@ -68,7 +68,7 @@ def main() -> None:
         if "split" in r:
             print("   split:", r["split"], "| linear:", {k: r.get("solver", {}).get(k) for k in
                   ("solver", "setups", "setup_s", "solves", "solve_s", "cg_iterations", "newton_iterations",
-                   "secant_iterations", "floored_retries", "line_search_evaluations", "step_cuts")}, flush=True)
+                   "secant_iterations", "floored_steps", "floored_retries", "line_search_evaluations", "step_cuts")}, flush=True)
         if "last_step" in r:
             print(f"   stopped after {r['steps_done']} converged steps; last: {r['last_step']}", flush=True)
         if a.json:

@@ -352,7 +352,7 @@ def solve_path(
     message = ""
     finished = True
     ls_total = 0
-    counts = {"secant_iterations": 0, "floored_iterations": 0, "floored_retries": 0}
+    counts = {"secant_iterations": 0, "floored_steps": 0, "floored_retries": 0}
     # the iterations' tangent: the consistent one with softening (may be indefinite), or the law's floored one
     law_it = law.with_tangent_floor(None) if opt.softening_tangent == "exact" else law
 

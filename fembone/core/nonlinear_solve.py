@@ -231,9 +231,9 @@ def newton(evaluate, q, lam, red: Reduction, tangent, lin: LinearSolves, opt, co
     ``evaluate(q, lam, tangent)`` gives (u, stress update, f_int, T^T f_int); ``tangent(update)``
     the full tangent stiffness; ``opt`` a :class:`fembone.core.nonlinear.PathOptions`.
     ``floored(q, lam)``: where ``evaluate``'s tangent may be indefinite (softening), the stress
-    update with the floored tangent, used for an iteration whose tangent CG cannot solve on the
-    kept preconditioner (a factorisation is only ever made of floored tangents).
-    ``counts`` collects the secant-stage and floored iterations.
+    update with the floored tangent, used from the first iteration whose softening tangent CG
+    cannot solve on the kept preconditioner to the end of the step (a factorisation is only ever
+    made of floored tangents).  ``counts`` collects secant-stage iterations and floored steps.
     """
     ls = 0
     try:
@@ -243,6 +243,7 @@ def newton(evaluate, q, lam, red: Reduction, tangent, lin: LinearSolves, opt, co
     r0 = np.linalg.norm(r)
     rn_prev = eta = None
     qn = None  # L-BFGS of the secant stage, None while Newton
+    soft = floored is not None  # evaluate's (softening) tangent still in use in this step
     Kq = last_pair = None
     for it in range(opt.max_iter + 1):
         Rn = np.linalg.norm(red.reactions(fint))
@@ -267,16 +268,18 @@ def newton(evaluate, q, lam, red: Reduction, tangent, lin: LinearSolves, opt, co
             qn.push(*last_pair)
         try:
             if qn is None:
-                Kq = reduce_system(tangent(upd), red)
-                x = lin.solve(Kq, r, eta, may_setup=floored is None)
+                x = None
+                if soft:
+                    Kq = reduce_system(tangent(upd), red)
+                    x = lin.solve(Kq, r, eta, may_setup=False)
+                    if x is None:
+                        # the softening tangent is indefinite or too far from the kept preconditioner: the
+                        # floored one for the rest of this step (renewing the preconditioner on every such
+                        # iteration cost 307 s of set-ups in 600 s at 323k DOFs; benchmarks/README.md)
+                        soft = False
+                        counts["floored_steps"] = counts.get("floored_steps", 0) + 1
                 if x is None:
-                    # the softening tangent is too far from the kept preconditioner (or a set-up is due):
-                    # this iteration with the floored tangent, which may be factorised
-                    # and a new set-up of it: the kept preconditioner has gone stale (at 323k DOFs CG on the
-                    # elastic factor made every later iteration fall back; benchmarks/README.md)
-                    counts["floored_iterations"] = counts.get("floored_iterations", 0) + 1
-                    Kq = reduce_system(tangent(floored(q, lam)), red)
-                    lin.renew = True
+                    Kq = reduce_system(tangent(upd if floored is None else floored(q, lam)), red)
                     x = lin.solve(Kq, r, eta)
                 x[red.dependent] = 0.0
                 dq = -x
