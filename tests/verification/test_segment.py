@@ -159,6 +159,20 @@ def test_auto_solver_factorises_a_segment(intact):
     assert model.solver == "pardiso" and "factorised" in model.meta["segment"]["solver_rule"]
 
 
+def test_auto_solver_rule_by_size_and_order():
+    """The rule's measured crossovers (issue 12): PARDISO below SEGMENT_PMG_FROM, p-multigrid for
+    tet10 from it (0.92M DOFs: 327 s against 615 s), PARDISO for tet4 up to SEGMENT_DIRECT_LIMIT,
+    the engine's own rule without MKL."""
+    from fembone.cases.segment import SEGMENT_DIRECT_LIMIT, SEGMENT_PMG_FROM, segment_solver
+
+    assert 292_000 < SEGMENT_PMG_FROM < 915_000
+    assert segment_solver(292_000, 2, True) == "pardiso"
+    assert segment_solver(915_813, 2, True) == "pmg"
+    assert segment_solver(915_813, 1, True) == "pardiso"
+    assert segment_solver(SEGMENT_DIRECT_LIMIT + 1, 1, True) is None
+    assert segment_solver(915_813, 2, False) is None and segment_solver(1000, 1, False) is None
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["intact", "fixed"])
 def test_segment_equilibrium_and_load_sharing(which, request):
