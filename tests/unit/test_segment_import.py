@@ -6,11 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+# one-line error helper of the segment input tests (tests/unit is on sys.path under pytest)
+from test_segment_input import error
+
 from fembone.cases import parse_case
-from fembone.core.errors import InputError
 from fembone.spine.ct import LabelSpec
-from fembone.spine.ct.synth_caps import synthesise_caps
 from fembone.spine.ct.image import Image
+from fembone.spine.ct.synth_caps import synthesise_caps
 from fembone.spine.segment_import import split_nucleus, voxelise
 
 CT = {"image": "im.nii.gz", "labels": {"file": "seg.nii.gz", "bone": [1, 3], "posterior": [3]}}
@@ -21,15 +23,6 @@ def case(vertebrae, **kw) -> dict:
          "materials": {"preset": "normal"}, "loadcases": {"flexion": [{"preset": "flexion", "moment": 7500}]}}
     c.update(kw)
     return c
-
-
-def error(c) -> str:
-    with pytest.raises(InputError) as exc:
-        parse_case(c, ".", "seg.yaml")
-    msg = str(exc.value)
-    print(msg)
-    assert "\n" not in msg
-    return msg
 
 
 def test_vertebrae_level_not_in_levels():

@@ -65,22 +65,25 @@ def normal_l1(cache):
     return _strength(case, ".")
 
 
-@pytest.fixture(scope="module")
-def verse_l2(cache):
+def _verse_l2_case() -> dict:
+    """The shipped VerSe L2 case on the coarse mesh (3 mm tet4); skips without ../shared/data."""
     raw = yaml.safe_load((CASES / "L2_verse_ct.yaml").read_text())
     if not (CASES / raw["ct"]["image"]).is_file():
         pytest.skip("the VerSe L2 scan is read from ../shared/data, which this checkout does not have")
     raw["ct"].update(mesh_size=3.0, order=1)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def verse_l2(cache):
+    raw = _verse_l2_case()
     raw["analysis"] = dict(ANALYSIS, max_displacement=0.48)
     return _strength(raw, str(CASES))
 
 
 @pytest.fixture(scope="module")
 def verse_l2_bonelab(cache):
-    raw = yaml.safe_load((CASES / "L2_verse_ct.yaml").read_text())
-    if not (CASES / raw["ct"]["image"]).is_file():
-        pytest.skip("the VerSe L2 scan is read from ../shared/data, which this checkout does not have")
-    raw["ct"].update(mesh_size=3.0, order=1)
+    raw = _verse_l2_case()
     laws = {r: "bonelab_kopperdahl" for r in ("trabecular", "cortical_shell", "posterior_elements")}
     raw["analysis"] = {"type": "strength", "max_displacement": 0.4, "steps": 8, "stop_after_peak": False, "laws": laws}
     model = build_model(raw, base=str(CASES), source="test:verse-l2-bonelab")
