@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -63,6 +64,24 @@ def _timed(owner, name: str, bucket: dict, key: str) -> None:
     setattr(owner, name, wrapper)
 
 
+def _counted(bucket: dict) -> None:
+    """Count the path's CG and MINRES calls, iterations and time in ``bucket`` (the child's split survives a stop)."""
+    from fembone.core import nonlinear_solve
+
+    for name, key in (("_pcg", "pcg"), ("_minres", "minres")):
+        fn = getattr(nonlinear_solve, name)
+
+        def wrapper(*a, _fn=fn, _k=key, **kw):
+            t = time.perf_counter()
+            out = _fn(*a, **kw)
+            bucket[f"{_k}_calls"] = bucket.get(f"{_k}_calls", 0) + 1
+            bucket[f"{_k}_iterations"] = bucket.get(f"{_k}_iterations", 0) + int(out[1])
+            bucket[f"{_k}_s"] = bucket.get(f"{_k}_s", 0.0) + time.perf_counter() - t
+            return out
+
+        setattr(nonlinear_solve, name, wrapper)
+
+
 def child(case: dict, base: str, out: str) -> None:
     """Build, solve and dump one run's figures to ``out`` (JSON)."""
     import logging
@@ -72,6 +91,8 @@ def child(case: dict, base: str, out: str) -> None:
     from fembone.core.analysis import solve
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(relativeCreated)9.0f ms %(name)s %(message)s")
+    if os.environ.get("STRENGTH_BENCH_DEBUG"):  # Newton residuals, MINRES counts and step cuts in the child's log
+        logging.getLogger("fembone.nonlinear").setLevel(logging.DEBUG)
     split: dict = {}
     t_start = time.perf_counter()
 
@@ -88,7 +109,8 @@ def child(case: dict, base: str, out: str) -> None:
     _timed(nonlinear._PlasticKernels, "strain", split, "strain_s")
     _timed(nonlinear._PlasticKernels, "plastic_force", split, "plastic_force_s")
     _timed(plasticity.DruckerPrager, "update", split, "return_mapping_s")
-    _timed(nonlinear, "_tangent", split, "tangent_total_s")
+    _timed(nonlinear.ReducedTangent, "__call__", split, "tangent_total_s")
+    _counted(split)
     if os.environ.get("STRENGTH_BENCH_CG_RTOL"):  # experiment: inexact Newton (looser inner CG tolerance)
         import functools
 
@@ -137,6 +159,26 @@ def first_peak(force) -> float | None:
     return None
 
 
+def step_log(text: str) -> list[dict]:
+    """The converged steps of a child's log: time since the child started (s), control factor, force (N), Newton iterations."""
+    rows = []
+    for ln in text.splitlines():
+        m = re.match(r"\s*(\d+) ms fembone.nonlinear step (\d+): control ([\d.]+) of full, force ([\d.e+-]+) N, (\d+) Newton", ln)
+        if m:
+            rows.append({"t_s": int(m[1]) / 1000.0, "step": int(m[2]), "control": float(m[3]), "force_N": float(m[4]),
+                         "newton": int(m[5])})
+    return rows
+
+
+def peak_time(steps: list[dict]) -> dict | None:
+    """When the first peak was bracketed: the first step whose force falls below the step before it."""
+    F = [0.0] + [r["force_N"] for r in steps]
+    for i in range(1, len(F) - 1):
+        if F[i] >= F[i - 1] and F[i + 1] < F[i]:
+            return {"strength_N": F[i], "peak_step": steps[i - 1]["step"], "bracketed_at_s": steps[i]["t_s"]}
+    return None
+
+
 def run_child(case: dict, base: str = ".", timeout: float | None = None, label: str = "") -> dict:
     """One run in a fresh process; adds the wall time, load averages and the case's analysis keys."""
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"strength_bench_{os.getpid()}_{time.time_ns()}.json"
@@ -159,13 +201,14 @@ def run_child(case: dict, base: str = ".", timeout: float | None = None, label: 
     wall = time.perf_counter() - t
     row = {"label": label, "analysis": case.get("analysis"), "wall_s": wall, "load_before": load0,
            "load_after": os.getloadavg()[0]}
+    row["step_log"] = step_log(log.read_text())
     if rc == 0 and tmp.is_file():
         row.update(json.loads(tmp.read_text()))
         tmp.unlink()
         log.unlink()
     else:
         tail = log.read_text().strip().splitlines()[-6:]
-        steps = [ln for ln in log.read_text().splitlines() if "fembone.nonlinear step" in ln]
+        steps = [ln for ln in log.read_text().splitlines() if re.search(r"fembone.nonlinear step \d+:", ln)]
         row.update({"error": f"rc={rc}", "log_tail": tail, "log": str(log), "last_step": steps[-1] if steps else None,
                     "steps_done": len(steps)})
         if tmp.is_file():

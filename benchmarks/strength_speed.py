@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from strength_convergence import HEAD, ROOT, fmt, l1_case, run_child
+from strength_convergence import HEAD, ROOT, fmt, l1_case, peak_time, run_child
 
 TARGETS = {"l1": 600.0, "ct": 300.0}  # s, from the issue
 
@@ -62,13 +62,21 @@ def main() -> None:
             raise SystemExit(f"unknown run {name!r} (l1, ct)")
         r = run_child(case, base, a.timeout or TARGETS[name], name)
         r["target_s"] = TARGETS[name]
-        r["met"] = "error" not in r and r["wall_s"] <= TARGETS[name]
+        # the target is the strength, the first peak: met once the step after it converged in time
+        # (the child's clock; the force may never fall stop_after_peak below the peak, as on the CT L2)
+        r["first_peak"] = peak_time(r.get("step_log", []))
+        r["met"] = r["first_peak"] is not None and r["first_peak"]["bracketed_at_s"] <= TARGETS[name]
         rows.append(r)
         print(fmt(r) + f"  {TARGETS[name]:.0f} s: {'met' if r['met'] else 'NOT met'}", flush=True)
+        if r["first_peak"]:
+            fp = r["first_peak"]
+            print(f"   first peak {fp['strength_N']:.2f} N at step {fp['peak_step']}, bracketed (next step converged) "
+                  f"{fp['bracketed_at_s']:.1f} s after the child started", flush=True)
         if "split" in r:
             print("   split:", r["split"], "| linear:", {k: r.get("solver", {}).get(k) for k in
                   ("solver", "setups", "setup_s", "solves", "solve_s", "cg_iterations", "newton_iterations",
-                   "secant_iterations", "floored_steps", "floored_retries", "line_search_evaluations", "step_cuts")}, flush=True)
+                   "minres_iterations", "soft_setups", "floored_steps", "floored_retries", "line_search_evaluations",
+                   "step_cuts")}, flush=True)
         if "last_step" in r:
             print(f"   stopped after {r['steps_done']} converged steps; last: {r['last_step']}", flush=True)
         if a.json:

@@ -16,9 +16,10 @@ the tangent correction int B^T (D - C) B dV of the elements that yielded to K's 
 Constraints stay u = T q + g(lambda): prescribed displacements ``control_values`` scale with
 the load factor lambda (displacement control).  Each step: secant predictor (the last
 increment extrapolated, exact on a linear path), then equilibrium iterations on T^T f_int = 0
-(:mod:`fembone.core.nonlinear_solve`: inexact Newton with Eisenstat-Walker forcing terms, a
-limited-memory BFGS stage on a frozen tangent once Newton slows down, Crisfield's line
-search), the step halved when they fail and grown again after easy steps.  Small strains.
+(:mod:`fembone.core.nonlinear_solve`: inexact Newton with Eisenstat-Walker forcing terms on the
+consistent softening tangent solved by MINRES, an optional limited-memory BFGS stage, line
+searches), the step halved when they fail or their rate predicts a long tail, and grown again
+after easy steps.  Small strains.
 Units: mm, N, MPa.
 """
 
@@ -49,6 +50,10 @@ from fembone.core.plasticity import (
 from fembone.core.results import displacement_gradient, strain_from_gradient
 
 log = logging.getLogger("fembone.nonlinear")
+#: tet10 DOFs from which ``auto`` takes p-multigrid (MINRES/CG on a two-level cycle) for the path: its set-up
+#: (0.9 s at 113k) can follow the softening tangent, where a PARDISO factor costs 38-53 s at 323k and 106 s
+#: at 403k; at 113k both give the same path time (142 / 151 s, benchmarks/README.md)
+PATH_PMG_FROM = 150_000
 
 
 @dataclass
@@ -110,8 +115,13 @@ class PathOptions:
     secant: float | None = None  # L-BFGS on the frozen tangent once |r| falls by less than this factor per
     # iteration (None: off; measured slower than the softening tangent, benchmarks/README.md)
     secant_memory: int = 20  # secant pairs kept
-    softening_tangent: str = "exact"  # exact: consistent tangent with the softening slope (a failed step is
-    # retried with the floored one) | floored: the law's tangent_floor
+    softening_tangent: str = "exact"  # exact: consistent tangent with the softening slope, possibly indefinite
+    # (MINRES on the kept positive definite factor, residual-norm line search) | floored: the law's tangent_floor
+    predict_cut: int | None = 12  # give a step up (it is halved) once its contraction rate predicts more
+    # Newton iterations than this twice in a row (None: only max_iter)
+    min_step_length: float | None = None  # give a step up (it is halved) when the residual line search of the
+    # softening tangent shortens a Newton step below this
+    floored_retry: bool = False  # a step the softening tangent failed is redone floored before it is halved
     solver: str | None = None  # engine solver name (None/auto: by size)
     keep_states: bool = True  # keep displacements and plastic variables of every step
 
@@ -213,46 +223,49 @@ class _PlasticKernels:
         b4 = a4 - K) and g_i = grad N_i, v_i = n g_i (n as a symmetric tensor), the block of
         nodes i, j is, per point and times w |J|:
             lam' g_i g_j^T + mu' (g_j g_i^T + (g_i . g_j) I) + a2 v_i v_j^T + a3 (v_i g_j^T + g_i v_j^T)
-        with mu' = b1 / 2, lam' = b4 - b1 / 3: outer products, no 6x6 algebra per element.
+        with mu' = b1 / 2, lam' = b4 - b1 / 3.  Per element and pair of directions x, y, with the
+        nen x nq matrices g_x, v_x of the points' gradient and n-gradient components, the lam', a2,
+        a3 terms are [lam' g_x + a3 v_x, a2 v_x + a3 g_x] [g_y, v_y]^T and B_xy = mu' g_x g_y^T gives
+        the others (B_yx, and sum_z B_zz on x = y): two batched matrix products, no 6x6 algebra per
+        point and no loop over node pairs.  D - C is symmetric, so a block the pattern stores
+        mirrored (``swap``) is the element's (j, i) block.
         """
         pat = self.pattern
-        out = np.zeros((3, 3, pat.n_blocks))
+        nb = pat.n_blocks
+        out = np.zeros(9 * nb)
         act = np.flatnonzero(yielded.reshape(len(self.el), self.nq).any(axis=1))
         if len(act) == 0:
-            return np.ascontiguousarray(out.transpose(2, 0, 1))
-        nen = self.cells.shape[1]
+            return out.reshape(9, nb).T.reshape(-1, 3, 3)
+        nen, nq = self.cells.shape[1], self.nq
         iu, ju = np.triu_indices(nen)
         K, G = self.law.K, self.law.G
-        for s0 in range(0, len(act), 8192):
-            a = act[s0 : s0 + 8192]
-            rows = (a[:, None] * self.nq + np.arange(self.nq)).reshape(-1)
-            shape = (len(a), self.nq)
-            b1 = (D.a1[rows] - 2.0 * G[rows]).reshape(shape).T  # (nq, na)
-            b4 = (D.a4[rows] - K[rows]).reshape(shape).T
-            a2, a3 = D.a2[rows].reshape(shape).T, D.a3[rows].reshape(shape).T
-            nt = tensor_from_mandel(D.n[rows]).reshape(len(a), self.nq, 3, 3)
-            Kb = np.zeros((len(iu), 3, 3, len(a)))
-            for q in range(self.nq):
-                w = self.wdet[q, a]
-                g = self.grads[q][..., a]  # (nen, 3, na)
-                v = np.einsum("ebc,ice->ibe", nt[:, q], g)  # v_i = n g_i
-                gi, gj, vi, vj = g[iu], g[ju], v[iu], v[ju]  # (npair, 3, na)
-                lam, mu = w * (b4[q] - b1[q] / 3.0), w * b1[q] / 2.0
-                c2, c3 = w * a2[q], w * a3[q]
-                dot = mu * (gi * gj).sum(axis=1)
-                for x in range(3):
-                    for y in range(3):
-                        Kb[:, x, y] += (lam * gi[:, x] * gj[:, y] + mu * gj[:, x] * gi[:, y]
-                                        + c2 * vi[:, x] * vj[:, y] + c3 * (vi[:, x] * gj[:, y] + gi[:, x] * vj[:, y]))
-                    Kb[:, x, x] += dot
+        d3 = np.arange(3)
+        for s0 in range(0, len(act), 4096):
+            a = act[s0 : s0 + 4096]
+            na = len(a)
+            rows = (a[:, None] * nq + np.arange(nq)).reshape(-1)
+            w = self.wdet[:, a].T  # (na, nq)
+            b1 = (D.a1[rows] - 2.0 * G[rows]).reshape(na, nq)
+            sh = (na, 1, 1, nq)
+            lam = (w * ((D.a4[rows] - K[rows]).reshape(na, nq) - b1 / 3.0)).reshape(sh)
+            mu = (w * b1 / 2.0).reshape(sh)
+            c2, c3 = (w * D.a2[rows].reshape(na, nq)).reshape(sh), (w * D.a3[rows].reshape(na, nq)).reshape(sh)
+            nt = tensor_from_mandel(D.n[rows]).reshape(na, nq, 3, 3)
+            g = self.grads[..., a].transpose(3, 2, 1, 0)  # (na, 3, nen, nq): g_x
+            v = np.einsum("eqxc,ecjq->exjq", nt, g)  # v_x = (n g_i)_x
+            Z = np.concatenate([g, v], axis=3)[:, None].swapaxes(3, 4)  # (na, 1, 3, 2 nq, nen): y
+            Wl = np.concatenate([lam * g + c3 * v, c2 * v + c3 * g], axis=3)[:, :, None]  # (na, 3, 1, nen, 2 nq)
+            Ke = np.matmul(Wl, Z)  # (na, 3, 3, nen, nen)
+            Bm = np.matmul((mu * g)[:, :, None], g[:, None].swapaxes(3, 4))
+            Ke += Bm.swapaxes(1, 2)  # mu' g_j g_i^T: B_yx
+            Ke[:, d3, d3] += Bm[:, d3, d3].sum(axis=1)[:, None]  # mu' (g_i . g_j) I
             ga = self.el[a]  # global element numbers: the pattern is the whole mesh's
-            sw = pat.swap[:, ga][:, None, None, :]
-            Kb = np.where(sw, Kb.transpose(0, 2, 1, 3), Kb)
-            idx = pat.inv[:, ga].ravel()
-            for x in range(3):
-                for y in range(3):
-                    out[x, y] += np.bincount(idx, weights=Kb[:, x, y].ravel(), minlength=pat.n_blocks)
-        return np.ascontiguousarray(out.transpose(2, 0, 1))
+            sw = pat.swap[:, ga].T  # (na, npair): the pattern keeps the block of (j, i)
+            pidx = np.where(sw, ju * nen + iu, iu * nen + ju)
+            Kb = np.take_along_axis(Ke.reshape(na, 9, nen * nen), pidx[:, None, :], axis=2)  # (na, 9, npair)
+            idx = pat.inv[:, ga].T[:, None, :] + (nb * np.arange(9))[None, :, None]
+            out += np.bincount(idx.ravel(), weights=Kb.ravel(), minlength=9 * nb)
+        return np.ascontiguousarray(out.reshape(9, nb).T).reshape(-1, 3, 3)
 
 
 # -- the path ---------------------------------------------------------------------------------
@@ -296,10 +309,19 @@ def solve_path(
     else:
         w = np.asarray(force_weights, float)
     kern = _PlasticKernels(asm, plastic)
+    reduced = ReducedTangent(K, red, kern)
     law = plastic.law
     Bnull = model.layout.rigid_modes(mesh.points, scale=float(np.ptp(mesh.points, axis=0).max()))
     Bnull[red.dependent] = 0.0
-    lin = LinearSolves(model.n_dofs, opt.solver or model.solver, opt.linear, opt.cg_rtol, opt.refresh_iterations, Bnull)
+    requested = opt.solver or model.solver
+    if requested in (None, "auto") and mesh.order == 2 and model.n_dofs >= PATH_PMG_FROM:
+        requested = "pmg"
+    options = dict(model.solver_options)
+    if requested == "pmg" and "cells" not in options:  # p-multigrid's coarse space: the model's own tet10 cells
+        from fembone.core.solvers_pmg import coarse_options
+
+        options.update(coarse_options(mesh.cells, mesh.n_nodes, model.C))
+    lin = LinearSolves(model.n_dofs, requested, opt.linear, opt.cg_rtol, opt.refresh_iterations, Bnull, options)
     npts = law.n
     vol = (kern.wdet.T).ravel()  # (n_points,) element-major, like the law
     # converged state
@@ -334,7 +356,7 @@ def solve_path(
     elastic = {}
     q_el = None
     if not np.any(g0):  # elastic response to the full motion: elastic limit, and the first predictor
-        q_el = -lin.solve(reduce_system(K, red), T.T @ (K @ g1))
+        q_el = -lin.solve(reduced.Kq, T.T @ (K @ g1))
         q_el[red.dependent] = 0.0
         u_el = T @ q_el + g1
         eps_el = kern.strain(u_el)
@@ -356,8 +378,8 @@ def solve_path(
     # the iterations' tangent: the consistent one with softening (may be indefinite), or the law's floored one
     law_it = law.with_tangent_floor(None) if opt.softening_tangent == "exact" else law
 
-    def tangent(upd):
-        return _tangent(K, kern, upd)
+    def tangent(upd):  # T^T K_t T + I_dep, straight from the element blocks
+        return reduced(upd)
 
     def floored(qv, lam):  # the stress update with the law's floored tangent
         return evaluate(qv, lam, True)[1]
@@ -372,7 +394,7 @@ def solve_path(
             q_try = lam_new * q_el if q_el is not None else q.copy()
         ok, its, state, ls = newton(functools.partial(evaluate, tlaw=law_it), q_try, lam_new, red, tangent, lin, opt,
                                     counts, floored if law_it is not law else None)
-        if not ok and law_it is not law:  # the softening tangent failed: this step again with the floored one
+        if not ok and law_it is not law and opt.floored_retry:  # this step again with the floored tangent
             log.debug("step to %.5f failed with the softening tangent (%s); again with the floored one", lam_new, state)
             counts["floored_retries"] += 1
             ok, its2, state, ls2 = newton(evaluate, q_try, lam_new, red, tangent, lin, opt, counts)
@@ -436,3 +458,60 @@ def _tangent(K, kern: _PlasticKernels, upd) -> sp.csr_matrix:
     data = K.data.copy()
     data[pos] += U.ravel()[src]  # each stored entry of K takes one block entry (mirrored ones transposed)
     return sp.csr_matrix((data, K.indices, K.indptr), shape=K.shape)
+
+
+class ReducedTangent:
+    """T^T K_t T + I_dep of the tangent K_t = K + int B^T (D - C) B, written into the values of
+    the reduced elastic matrix through maps found once (same structure every time).
+
+    When every row of T has at most one entry (supports and one-master ties, the vertebra set-ups),
+    each stored entry (i, j) of K lands in one entry (a, b) of the reduced matrix with weight
+    T_ia T_jb, so the reduced values are one weighted bincount of the plastic block entries added
+    to the reduced elastic values: no tangent CSR, no sparse products (0.7 s of 1.7 s per tangent
+    at 113k DOFs, benchmarks/README.md).  Otherwise (or when K lacks an entry of the block
+    pattern): :func:`_tangent` and :func:`fembone.core.constraints.reduce_system`.
+    """
+
+    def __init__(self, K: sp.csr_matrix, red, kern: _PlasticKernels):
+        self.K, self.red, self.kern = K, red, kern
+        self.map: tuple | None = None  # (reduced position, block entry, weight) per contribution
+        T = red.T.tocsr()
+        one = np.diff(T.indptr)
+        nb = kern.pattern.n_blocks
+        ids = blocks_to_matrix(kern.pattern, np.arange(9 * nb, dtype=float).reshape(nb, 3, 3), "csr")
+        pos = csr_positions(K, ids) if K.has_sorted_indices else None
+        if one.max(initial=0) > 1 or pos is None:
+            self.Kq = reduce_system(K, red)
+            return
+        n = K.shape[0]
+        col = np.full(n, -1, np.int64)
+        coef = np.zeros(n)
+        col[one == 1], coef[one == 1] = T.indices, T.data
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(K.indptr))
+        a, b, w = col[rows], col[K.indices], coef[rows] * coef[K.indices]
+        ok = np.flatnonzero((a >= 0) & (b >= 0) & (w != 0))
+        dep = np.flatnonzero(red.dependent).astype(np.int64)
+        # the reduced structure: every (a, b) a stored entry of K reaches, and the unit diagonal of I_dep
+        ukeys, inv = np.unique(np.concatenate([a[ok] * n + b[ok], dep * n + dep]), return_inverse=True)
+        indptr = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(ukeys // n, minlength=n), out=indptr[1:])
+        m = len(ok)
+        data = np.bincount(inv[:m], weights=K.data[ok] * w[ok], minlength=len(ukeys))
+        data += np.bincount(inv[m:], minlength=len(ukeys))
+        idx_t = np.int32 if len(ukeys) < 2**31 - 1 and n < 2**31 - 1 else np.int64
+        self.Kq = sp.csr_matrix((data, (ukeys % n).astype(idx_t), indptr.astype(idx_t)), shape=(n, n))
+        posq = np.full(K.nnz, -1, np.int64)  # reduced position of every stored entry of K
+        wk = np.zeros(K.nnz)
+        posq[ok], wk[ok] = inv[:m], w[ok]
+        keep = posq[pos] >= 0
+        self.map = (posq[pos][keep], ids.data.astype(np.int64)[keep], wk[pos][keep])
+
+    def __call__(self, upd) -> sp.csr_matrix:
+        if not upd.yielded.any():
+            return self.Kq
+        if self.map is None:
+            return reduce_system(_tangent(self.K, self.kern, upd), self.red)
+        pq, src, w = self.map
+        U = self.kern.tangent_blocks(upd.tangent, upd.yielded).ravel()
+        data = self.Kq.data + np.bincount(pq, weights=U[src] * w, minlength=self.Kq.nnz)
+        return sp.csr_matrix((data, self.Kq.indices, self.Kq.indptr), shape=self.Kq.shape)

@@ -17,8 +17,15 @@ inexact Newton, a secant (L-BFGS) stage and the line search.
   Nocedal, Math Comp 35:773, 1980): the mismatch between the floored and the true softening
   tangent sits at a few points (low rank), which the secant pairs pick up, and no tangent is
   assembled in that stage.
-* Line search: Crisfield, *Non-linear Finite Element Analysis of Solids and Structures*, vol. 1,
-  1991, sec. 9.3.
+* Softening tangent: the consistent tangent with the softening slope may be indefinite; it is
+  solved by MINRES (Paige & Saunders 1975) preconditioned by the kept factor of a positive
+  definite (elastic or floored) tangent, refactorised on the floored tangent when MINRES gets
+  slow, and its Newton steps are damped by backtracking on the residual norm
+  (:func:`residual_search`), for which Newton's direction is a descent direction whatever the
+  tangent's inertia.  A step whose contraction rate predicts more than ``predict_cut``
+  iterations is given up early and halved (the smaller step keeps Newton in its quadratic range).
+* Line search (positive definite tangents): Crisfield, *Non-linear Finite Element Analysis of
+  Solids and Structures*, vol. 1, 1991, sec. 9.3.
 
 Units: mm, N, MPa.
 """
@@ -32,9 +39,9 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from fembone.core.constraints import Reduction, reduce_system
+from fembone.core.constraints import Reduction
 from fembone.core.errors import SolverError
-from fembone.core.solvers import SMALL_LIMIT, Pardiso, choose_solver
+from fembone.core.solvers import PMG, SMALL_LIMIT, Pardiso, choose_solver
 
 log = logging.getLogger("fembone.nonlinear")
 
@@ -108,15 +115,17 @@ class LinearSolves:
     """Tangent solves through the engine's solvers, counting what they cost."""
 
     def __init__(self, n_dofs: int, requested: str | None, mode: str, cg_rtol: float, refresh: int,
-                 near_nullspace: np.ndarray | None):
+                 near_nullspace: np.ndarray | None, options: dict | None = None):
         if mode not in ("reuse", "refactor"):
             raise ValueError(f"linear mode must be reuse or refactor, got {mode!r}")
         self.n, self.requested, self.mode = n_dofs, requested, mode
         self.cg_rtol, self.refresh, self.B = cg_rtol, refresh, near_nullspace
+        self.options = options or {}  # solver attributes (model.solver_options; pmg: its tet10 cells)
         self.solver = None
         self.M = None
         self.renew = False  # set when CG on the kept preconditioner cost more than a new set-up
         self.last_setup_s = 0.0
+        self.fewest, self.excess_s = None, 0.0
         self.stats = {"mode": mode, "setups": 0, "setup_s": 0.0, "solves": 0, "solve_s": 0.0, "cg_iterations": 0}
 
     def _setup(self, Kq: sp.csr_matrix) -> None:
@@ -129,6 +138,8 @@ class LinearSolves:
                 # a path solves many times: PARDISO's factor beats SuperLU's below SMALL_LIMIT too
                 # (L1 5 mm tet4 strength path: 47 -> 22 s, same strength to 1e-9; benchmarks/README.md)
                 self.solver = Pardiso()
+            for k, v in self.options.items():
+                setattr(self.solver, k, v)
             self.stats["solver"] = self.solver.name
         self.solver.rtol = self.cg_rtol
         try:
@@ -138,24 +149,53 @@ class LinearSolves:
             raise
         self.M = _preconditioner(self.solver)
         self.renew = False
+        self.fewest, self.excess_s = None, 0.0  # MINRES on this set-up: fewest iterations, time beyond them
         self.last_setup_s = time.perf_counter() - t
         self.stats["setups"] += 1
         self.stats["setup_s"] += self.last_setup_s
+
+    @property
+    def needs_setup(self) -> bool:
+        """True when the next solve must set the solver up (nothing kept, refactor mode, or CG got slow)."""
+        return self.mode == "refactor" or self.M is None or self.renew
+
+    def setup(self, Kq: sp.csr_matrix) -> None:
+        """Set the solver up on ``Kq`` (positive definite): its factor or hierarchy becomes the kept preconditioner."""
+        t = time.perf_counter()
+        try:
+            self._setup(Kq)
+        finally:
+            self.stats["solve_s"] += time.perf_counter() - t
 
     def solve(self, Kq: sp.csr_matrix, b: np.ndarray, rtol: float | None = None,
               may_setup: bool = True) -> np.ndarray | None:
         """x with |Kq x - b| <= rtol |b| (default ``cg_rtol``; exact where a fresh double factor solves).
 
-        ``may_setup`` False (a possibly indefinite tangent, which a Cholesky-type factorisation
-        must not meet): CG on the kept preconditioner only; None when that is not enough (or a
-        set-up is due)."""
+        ``may_setup`` False (a symmetric, possibly indefinite tangent, which a Cholesky-type
+        factorisation must not meet): MINRES on the kept (positive definite) preconditioner within
+        ``refresh`` iterations; None when that is not enough or nothing is kept."""
         t = time.perf_counter()
         rtol = self.cg_rtol if rtol is None else rtol
         self.stats["solves"] += 1
         try:
-            if self.mode == "refactor" or self.M is None or self.renew:
-                if not may_setup:
+            if not may_setup:
+                if self.M is None:
                     return None
+                t_it = time.perf_counter()
+                x, it, ok = _minres(Kq, b, self.M, rtol, self.refresh)
+                self.stats["cg_iterations"] += it
+                self.stats["minres_iterations"] = self.stats.get("minres_iterations", 0) + it
+                dt = time.perf_counter() - t_it
+                log.debug("  MINRES: %d iterations to %.1e (%s), %.2f s", it, rtol, "converged" if ok else "not converged", dt)
+                if not ok:
+                    return None
+                # renew once the iterations beyond the fewest seen on this set-up have cost more than the
+                # set-up itself (rent-or-buy: at most twice the better of the two choices), or one solve did
+                self.fewest = it if self.fewest is None else min(self.fewest, it)
+                self.excess_s += dt * (it - self.fewest) / max(it, 1)
+                self.renew = dt > self.last_setup_s or self.excess_s > self.last_setup_s
+                return x
+            if self.needs_setup:
                 self._setup(Kq)
                 self.solver.rtol = rtol
                 x = self.solver.solve(b)
@@ -163,15 +203,12 @@ class LinearSolves:
                 self.stats["cg_iterations"] += int(np.sum(it))
                 return x
             t_cg = time.perf_counter()
-            # a possibly indefinite tangent gets half the budget before the caller falls back
-            x, it, ok = _pcg(Kq, b, self.M, rtol, self.refresh if may_setup else self.refresh // 2)
+            x, it, ok = _pcg(Kq, b, self.M, rtol, self.refresh)
             self.stats["cg_iterations"] += it
             if ok:
                 # renew before the next solve once CG on the kept preconditioner costs more than a set-up
                 self.renew = time.perf_counter() - t_cg > self.last_setup_s
                 return x
-            if not may_setup:
-                return None
             self._setup(Kq)  # the tangent has moved away from the kept preconditioner: renew it
             x, it, ok = _pcg(Kq, b, self.M, rtol, 20 * self.refresh)
             self.stats["cg_iterations"] += it
@@ -183,7 +220,9 @@ class LinearSolves:
 
 
 def _preconditioner(solver):
-    """The set-up solver as an operator r -> approx K^-1 r (one factor solve or one V-cycle)."""
+    """The set-up solver as an operator r -> approx K^-1 r (one factor solve, V-cycle or two-level cycle)."""
+    if isinstance(solver, PMG):  # p-multigrid: one symmetric two-level cycle on a block of one column
+        return lambda r: solver.M(r.reshape(-1, 1)).reshape(r.shape)
     if hasattr(solver, "M"):  # AMG: one V-cycle
         return solver.M.__matmul__
     if hasattr(solver, "_apply"):  # PARDISO (single-precision factor)
@@ -224,16 +263,64 @@ def _pcg(A, b: np.ndarray, M, rtol: float, maxiter: int) -> tuple[np.ndarray, in
     return x, maxiter, False
 
 
+def _minres(A, b: np.ndarray, M, rtol: float, maxiter: int) -> tuple[np.ndarray, int, bool]:
+    """Preconditioned MINRES from x = M b for symmetric, possibly indefinite A and positive definite M.
+
+    Lanczos on M A with Givens rotations (Paige & Saunders, SIAM J Numer Anal 12:617, 1975; the
+    preconditioned three-term form of Elman, Silvester & Wathen, *Finite Elements and Fast Iterative
+    Solvers*, 2005, alg. 2.4 [M]).  The rotations give the M-norm of the residual for free; when it
+    has fallen by rtol the true residual is checked and, if still above rtol |b|, MINRES restarts
+    from the current x (at most 3 cycles within ``maxiter`` iterations in all)."""
+    nb = np.linalg.norm(b)
+    if nb == 0:
+        return np.zeros_like(b), 0, True
+    x = M(b)
+    total = 0
+    for _cycle in range(3):
+        v = b - A @ x
+        if np.linalg.norm(v) <= rtol * nb:
+            return x, total, True
+        z = M(v)
+        gamma = float(np.sqrt(max(float(v @ z), 0.0)))
+        if not gamma > 0 or total >= maxiter:
+            return x, total, False
+        eta0 = eta = gamma
+        v_old, w, w_old = np.zeros_like(b), np.zeros_like(b), np.zeros_like(b)
+        gamma_old, c, c_old, s, s_old = 1.0, 1.0, 1.0, 0.0, 0.0
+        while total < maxiter:
+            z /= gamma
+            Az = A @ z
+            delta = float(Az @ z)
+            v_new = Az - (delta / gamma) * v - (gamma / gamma_old) * v_old
+            z_new = M(v_new)
+            gamma_new = float(np.sqrt(max(float(v_new @ z_new), 0.0)))
+            a0 = c * delta - c_old * s * gamma
+            a1 = float(np.hypot(a0, gamma_new))
+            a2, a3 = s * delta + c_old * c * gamma, s_old * gamma
+            c_old, s_old = c, s
+            c, s = a0 / a1, gamma_new / a1
+            w_new = (z - a3 * w_old - a2 * w) / a1
+            x += (c * eta) * w_new
+            eta = -s * eta
+            w_old, w, v_old, v, z = w, w_new, v, v_new, z_new
+            gamma_old, gamma = gamma, gamma_new
+            total += 1
+            if abs(eta) <= rtol * eta0 or gamma == 0.0:
+                break
+    return x, total, bool(np.linalg.norm(b - A @ x) <= rtol * nb)
+
+
 # -- Newton iterations at one load factor -------------------------------------------------------
 def newton(evaluate, q, lam, red: Reduction, tangent, lin: LinearSolves, opt, counts: dict, floored=None):
     """Newton iterations at load factor ``lam`` from ``q``; returns (ok, solves, state or reason, line-search evaluations).
 
     ``evaluate(q, lam, tangent)`` gives (u, stress update, f_int, T^T f_int); ``tangent(update)``
-    the full tangent stiffness; ``opt`` a :class:`fembone.core.nonlinear.PathOptions`.
+    the reduced tangent stiffness T^T K_t T + I_dep; ``opt`` a :class:`fembone.core.nonlinear.PathOptions`.
     ``floored(q, lam)``: where ``evaluate``'s tangent may be indefinite (softening), the stress
-    update with the floored tangent, used from the first iteration whose softening tangent CG
-    cannot solve on the kept preconditioner to the end of the step (a factorisation is only ever
-    made of floored tangents).  ``counts`` collects secant-stage iterations and floored steps.
+    update with the floored tangent: a set-up (factorisation) is only ever made of floored
+    tangents, the softening one is solved by MINRES on it, and from an iteration where MINRES
+    fails even on a fresh floored factor the floored tangent serves to the end of the step.
+    ``counts`` collects secant-stage iterations, set-ups for MINRES and floored steps.
     """
     ls = 0
     try:
@@ -245,6 +332,7 @@ def newton(evaluate, q, lam, red: Reduction, tangent, lin: LinearSolves, opt, co
     qn = None  # L-BFGS of the secant stage, None while Newton
     soft = floored is not None  # evaluate's (softening) tangent still in use in this step
     Kq = last_pair = None
+    slow = 0  # iterations in a row whose contraction rate predicts more than opt.predict_cut
     for it in range(opt.max_iter + 1):
         Rn = np.linalg.norm(red.reactions(fint))
         rn = np.linalg.norm(r)
@@ -257,6 +345,14 @@ def newton(evaluate, q, lam, red: Reduction, tangent, lin: LinearSolves, opt, co
             return True, it, (q, u, upd, fint), ls
         if rn > 1e6 * max(r0, 1e-300) or it == opt.max_iter:
             return False, it, "diverging" if rn > r0 else "Newton iteration limit", ls
+        if rn_prev is not None and opt.predict_cut is not None:
+            # contraction rate rho = |r_k| / |r_k-1|: tol is reached after log(tol / |r_k|) / log(rho) more
+            # iterations; two predictions in a row beyond predict_cut: give the step up now (it is cut)
+            rho = rn / rn_prev
+            more = np.inf if rho >= 1.0 else np.log(tol / rn) / np.log(rho)
+            slow = slow + 1 if it + more > opt.predict_cut else 0
+            if slow >= 2:
+                return False, it, f"slow convergence (rate {rho:.2f}, {it + more:.0f} iterations predicted)", ls
         if opt.forcing == "ew":
             eta = forcing_term(rn, rn_prev, eta, tol, opt.eta_max, opt.cg_rtol)
         else:
@@ -270,16 +366,22 @@ def newton(evaluate, q, lam, red: Reduction, tangent, lin: LinearSolves, opt, co
             if qn is None:
                 x = None
                 if soft:
-                    Kq = reduce_system(tangent(upd), red)
+                    Kq = tangent(upd)
+                    fresh = lin.needs_setup
+                    if fresh:  # the preconditioner is always a factor of a positive definite (floored) tangent
+                        _floored_setup(lin, tangent, floored, q, lam, red)
                     x = lin.solve(Kq, r, eta, may_setup=False)
+                    if x is None and not fresh:
+                        # MINRES on the kept factor was too slow: factorise the floored tangent, MINRES again
+                        counts["soft_setups"] = counts.get("soft_setups", 0) + 1
+                        _floored_setup(lin, tangent, floored, q, lam, red)
+                        x = lin.solve(Kq, r, eta, may_setup=False)
                     if x is None:
-                        # the softening tangent is indefinite or too far from the kept preconditioner: the
-                        # floored one for the rest of this step (renewing the preconditioner on every such
-                        # iteration cost 307 s of set-ups in 600 s at 323k DOFs; benchmarks/README.md)
+                        # not even on a fresh floored factor: the floored tangent for the rest of this step
                         soft = False
                         counts["floored_steps"] = counts.get("floored_steps", 0) + 1
                 if x is None:
-                    Kq = reduce_system(tangent(upd if floored is None else floored(q, lam)), red)
+                    Kq = tangent(upd if floored is None else floored(q, lam))
                     x = lin.solve(Kq, r, eta)
                 x[red.dependent] = 0.0
                 dq = -x
@@ -289,11 +391,18 @@ def newton(evaluate, q, lam, red: Reduction, tangent, lin: LinearSolves, opt, co
                 counts["secant_iterations"] = counts.get("secant_iterations", 0) + 1
         except SolverError as exc:
             return False, it, str(exc), ls
-        s, state, n_eval = line_search(evaluate, q, dq, r, lam, opt.line_search)
+        if soft and opt.line_search:  # a possibly indefinite tangent: backtrack on |r|, not on the energy
+            s, state, n_eval = residual_search(evaluate, q, dq, rn, lam)
+        else:
+            s, state, n_eval = line_search(evaluate, q, dq, r, lam, opt.line_search)
         ls += n_eval
         log.debug("  step length %s after %d evaluation(s)", s, n_eval)
         if s is None:
             return False, it, "return mapping failed along the search direction", ls
+        if soft and opt.min_step_length is not None and s < opt.min_step_length:
+            # the residual norm falls only along a tenth of the Newton step: outside Newton's range (the
+            # failed attempts near the peak all showed it, the converged steps had s >= 0.3); cut the step now
+            return False, it + 1, f"line search on |r| stalled (step length {s:.2g})", ls
         r_old = r
         u, upd, fint, r = state
         q = q + s * dq
@@ -304,10 +413,48 @@ def newton(evaluate, q, lam, red: Reduction, tangent, lin: LinearSolves, opt, co
     return False, opt.max_iter, "Newton iteration limit", ls
 
 
+def _floored_setup(lin: LinearSolves, tangent, floored, q, lam, red: Reduction) -> None:
+    """Set ``lin`` up on the floored tangent at (q, lam); its cost, stress update and tangent included, is
+    what MINRES on the kept factor is weighed against (LinearSolves.renew)."""
+    t = time.perf_counter()
+    Kf = tangent(floored(q, lam))
+    lin.setup(Kf)
+    lin.last_setup_s = time.perf_counter() - t
+
+
 def _solve_dep(lin: LinearSolves, Kq, b: np.ndarray, rtol: float, red: Reduction) -> np.ndarray:
     x = lin.solve(Kq, b, rtol)
     x[red.dependent] = 0.0
     return x
+
+
+def residual_search(evaluate, q, dq, rn0: float, lam, max_eval: int = 4):
+    """Step length s along the Newton direction dq by backtracking on the residual norm.
+
+    Newton's direction for J dq = -r is a descent direction of phi(s) = |r(q + s dq)|^2 whatever
+    the sign of J's eigenvalues (phi'(0) = -2 |r|^2), so unlike the energy line search
+    (:func:`line_search`) this one holds for the indefinite softening tangent: s is accepted
+    when |r(s)| <= (1 - 1e-4 s) |r(0)| (Armijo), else reduced to the minimiser of the quadratic
+    through phi(0), phi'(0), phi(s), kept in [0.1 s, 0.5 s] (Dennis & Schnabel, *Numerical Methods
+    for Unconstrained Optimization and Nonlinear Equations*, 1983, sec. 6.3 [M]).  Returns
+    (s, state, evaluations): the best trial when none passes, s None when no state could be evaluated.
+    """
+    s, best, n = 1.0, (None, None, np.inf), 0
+    while n < max_eval:
+        n += 1
+        try:
+            st = evaluate(q + s * dq, lam, True)
+        except FloatingPointError:
+            s *= 0.25
+            continue
+        rs = float(np.linalg.norm(st[3]))
+        if rs < best[2]:
+            best = (s, st, rs)
+        if rs <= (1.0 - 1e-4 * s) * rn0:
+            break
+        p0, ps = rn0 * rn0, rs * rs
+        s = float(np.clip(p0 * s * s / (ps - p0 + 2.0 * p0 * s), 0.1 * s, 0.5 * s))
+    return best[0], best[1], n
 
 
 def line_search(evaluate, q, dq, r0, lam, enabled: bool, max_eval: int = 4):

@@ -136,3 +136,117 @@ def test_tangent_map_adds_the_blocks_into_k_like_a_sparse_sum():
         got = _tangent(K, kern, upd)
         assert np.array_equal(got.indices, K.indices) and np.array_equal(got.indptr, K.indptr)  # K's structure
         assert np.abs(got.toarray() - want).max() <= 1e-12 * np.abs(want).max()
+
+
+def _indefinite(n: int, n_neg: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A symmetric matrix with ``n_neg`` negative eigenvalues, and a right-hand side."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    ev = np.concatenate([-rng.uniform(0.1, 2.0, n_neg), rng.uniform(0.5, 50.0, n - n_neg)])
+    return (Q * ev) @ Q.T, rng.normal(size=n)
+
+
+@pytest.mark.parametrize("precond", ["identity", "spd"])
+def test_minres_solves_a_symmetric_indefinite_system_like_numpy(precond):
+    """MINRES (Paige & Saunders 1975) on a 40 x 40 symmetric matrix with 5 negative eigenvalues,
+    without and with a positive definite preconditioner, against numpy.linalg.solve; CG breaks
+    down on the same system (p.Ap <= 0) and returns failure."""
+    from fembone.core.nonlinear_solve import _minres, _pcg
+
+    A, b = _indefinite(40, 5, 11)
+    rng = np.random.default_rng(5)
+    R = rng.normal(size=(40, 40))
+    P = np.linalg.inv(R @ R.T + 40 * np.eye(40))
+    M = (lambda r: r.copy()) if precond == "identity" else (lambda r: P @ r)
+    x, it, ok = _minres(A, b, M, 1e-10, 400)
+    want = np.linalg.solve(A, b)
+    assert ok and it <= 120
+    assert np.linalg.norm(x - want) <= 1e-8 * np.linalg.norm(want)
+    assert np.linalg.norm(A @ x - b) <= 1e-10 * np.linalg.norm(b)
+    assert not _pcg(A, b, M, 1e-10, 400)[2]
+    assert not _minres(A, b, M, 1e-10, 3)[2]  # a budget too small is reported, not hidden
+
+
+def test_minres_on_a_positive_definite_system_in_exact_arithmetic_steps():
+    """On an SPD matrix with 4 distinct eigenvalues MINRES, like CG, ends in 4 iterations (Krylov
+    space of the minimal polynomial) at the exact solution."""
+    from fembone.core.nonlinear_solve import _minres
+
+    rng = np.random.default_rng(2)
+    Q, _ = np.linalg.qr(rng.normal(size=(12, 12)))
+    A = (Q * np.repeat([1.0, 2.0, 5.0, 9.0], 3)) @ Q.T
+    b = rng.normal(size=12)
+    x, it, ok = _minres(A, b, lambda r: r.copy(), 1e-10, 50)
+    assert ok and it <= 5
+    assert np.allclose(x, np.linalg.solve(A, b), rtol=0, atol=1e-9)
+
+
+def test_residual_search_keeps_newton_steps_and_damps_an_overshoot():
+    """Backtracking on |r| (Armijo, Dennis & Schnabel 1983 sec. 6.3): on a linear residual with an
+    indefinite matrix the exact Newton step (s = 1) is taken at once; on r(x) = arctan(x) from
+    x = 3 the full Newton step (dx = -(1 + 9) arctan 3 = -12.49) lands at |arctan| = 1.466 >
+    arctan 3 = 1.249 and must be shortened to one that lowers |r| by the Armijo factor."""
+    from fembone.core.nonlinear_solve import residual_search
+
+    A, b = _indefinite(6, 2, 4)
+    ev = lambda x, lam, tangent: (None, None, None, A @ x - b)
+    x0 = np.zeros(6)
+    dq = -np.linalg.solve(A, A @ x0 - b)
+    s, st, n = residual_search(ev, x0, dq, float(np.linalg.norm(b)), 1.0)
+    assert (s, n) == (1.0, 1) and np.linalg.norm(st[3]) <= 1e-12 * np.linalg.norm(b)
+
+    ev = lambda x, lam, tangent: (None, None, None, np.arctan(x))
+    x0 = np.array([3.0])
+    dq = -np.arctan(x0) * (1.0 + x0**2)
+    assert abs(np.arctan(x0 + dq)[0]) > abs(np.arctan(3.0))  # the undamped step overshoots
+    s, st, n = residual_search(ev, x0, dq, float(np.arctan(3.0)), 1.0)
+    assert 0.0 < s < 1.0 and n >= 2
+    assert abs(st[3][0]) <= (1.0 - 1e-4 * s) * np.arctan(3.0)
+    assert np.isclose(st[3][0], np.arctan(3.0 + s * dq[0]))
+
+
+def test_reduced_tangent_map_equals_the_reduction_of_the_assembled_tangent():
+    """ReducedTangent writes the plastic blocks straight into T^T K_t T + I_dep through a map found once;
+    on a tet10 box with supports and a one-master tie (a platen reference DOF) it must equal
+    reduce_system(K + blocks) for two tangents, and the unreduced K when nothing yielded."""
+    from types import SimpleNamespace
+
+    from fembone.core.analysis import assemble
+    from fembone.core.constraints import reduce_system
+    from fembone.core.nonlinear import (
+        PlasticSet,
+        ReducedTangent,
+        _PlasticKernels,
+        _tangent,
+    )
+    from fembone.core.plasticity import DruckerPrager, TangentCoefficients
+
+    rng = np.random.default_rng(9)
+    mesh = box_mesh((1.0, 1.0, 2.0), (2, 2, 3), order=2)
+    mat = Isotropic(name="m", E=E, nu=NU)
+    lay = DofLayout(mesh.n_nodes)
+    j = int(lay.add_extra(np.array([[0.5, 0.5, 2.0]]))[0])
+    rd = lay.extra_dofs(j)[0]
+    C = np.broadcast_to(mat.stiffness(), (mesh.n_elements, 6, 6)).copy()
+    m = Model("t", mesh, [mat], np.zeros(mesh.n_elements, int), C, lay, ConstraintSet(lay))
+    top = np.unique(mesh.facet_sets["zmax"])
+    m.constraints.fix(3 * np.unique(mesh.facet_sets["zmin"])[:, None] + np.arange(3), label="base")
+    m.constraints.fix(rd[[0, 1, 3, 4, 5]], label="platen: z only")
+    m.constraints.tie(3 * top + 2, np.full(len(top), rd[2]), np.ones(len(top)), label="platen")
+    asm, K = assemble(m, None)
+    red = m.constraints.build()
+    nq = asm.geometry.grads.shape[0]
+    els = rng.permutation(mesh.n_elements)[: mesh.n_elements // 2]
+    n = len(els) * nq
+    law = DruckerPrager(rng.uniform(100, 200, n), rng.uniform(50, 90, n), 0.1, YieldCurve(np.zeros((n, 1)), np.ones((n, 1))))
+    kern = _PlasticKernels(asm, PlasticSet(els, law))
+    rt = ReducedTangent(K, red, kern)
+    assert rt.map is not None  # the fast path, not the fall-back
+    assert np.abs((rt.Kq - reduce_system(K, red)).toarray()).max() <= 1e-12 * abs(K).max()
+    for seed in (1, 2):
+        r = np.random.default_rng(seed)
+        D = TangentCoefficients(*(r.normal(size=(4, n)) * 50), r.normal(size=(n, 6)))
+        upd = SimpleNamespace(tangent=D, yielded=r.uniform(size=n) < 0.5)
+        want = reduce_system(_tangent(K, kern, upd), red).toarray()
+        assert np.abs(rt(upd).toarray() - want).max() <= 1e-12 * np.abs(want).max()
+    assert rt(SimpleNamespace(yielded=np.zeros(n, bool))) is rt.Kq
