@@ -97,7 +97,7 @@ def test_path_through_the_indefinite_steps_is_the_exact_softening_curve(paths):
 
 
 def test_floored_tangent_stops_at_the_peak_where_the_same_points_agree(paths):
-    soft, _, _ = paths
+    soft, floored, _ = paths
     assert not floored.finished and floored.lam[-1] <= 0.5 + 1e-12  # d = 0.04 mm: eps 0.01, the peak
     k = len(floored.lam)
     assert np.allclose(floored.force, soft.force[:k], rtol=1e-9, atol=1e-9)
