@@ -232,7 +232,7 @@ def test_reduced_tangent_map_equals_the_reduction_of_the_assembled_tangent():
     top = np.unique(mesh.facet_sets["zmax"])
     m.constraints.fix(3 * np.unique(mesh.facet_sets["zmin"])[:, None] + np.arange(3), label="base")
     m.constraints.fix(rd[[0, 1, 3, 4, 5]], label="platen: z only")
-    m.constraints.tie(3 * top + 2, np.full(len(top), rd[2]), np.ones(len(top)), label="platen")
+    m.constraints.tie(3 * top + 2, np.full(len(top), rd[2]), np.full(len(top), -0.5), label="platen")  # weights != 1
     asm, K = assemble(m, None)
     red = m.constraints.build()
     nq = asm.geometry.grads.shape[0]
@@ -250,3 +250,46 @@ def test_reduced_tangent_map_equals_the_reduction_of_the_assembled_tangent():
         want = reduce_system(_tangent(K, kern, upd), red).toarray()
         assert np.abs(rt(upd).toarray() - want).max() <= 1e-12 * np.abs(want).max()
     assert rt(SimpleNamespace(yielded=np.zeros(n, bool))) is rt.Kq
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_tangent_blocks_equal_the_b_matrix_integral(order):
+    """tangent_blocks against int B^T (D - C) B dV written out with 6x6 Mandel matrices: B_i has rows
+    g_x, g_y, g_z (normal strains) and (g_y, g_x)/sqrt2, (g_z, g_y)/sqrt2, (g_z, g_x)/sqrt2 (shear),
+    D - C = b1 I_dev + a2 n n + a3 (n 1 + 1 n) + b4 1 1 (b1 = a1 - 2G, b4 = a4 - K), summed over the
+    elements with a yielded point (random coefficients, one element with none)."""
+    from fembone.core.assembly import Assembler, blocks_to_matrix
+    from fembone.core.nonlinear import PlasticSet, _PlasticKernels
+    from fembone.core.plasticity import IDEV, ONE, DruckerPrager, TangentCoefficients
+
+    rng = np.random.default_rng(order)
+    mesh = box_mesh((1.0, 1.2, 0.9), (1, 1, 2), order=order)
+    asm = Assembler(mesh)
+    geo = asm.geometry
+    nq = geo.grads.shape[0]
+    els = np.array([0, 3, 5, 7, 10])
+    n = len(els) * nq
+    Kb, Gs = rng.uniform(100, 200, n), rng.uniform(50, 90, n)
+    kern = _PlasticKernels(asm, PlasticSet(els, DruckerPrager(Kb, Gs, 0.1, YieldCurve(np.zeros((n, 1)), np.ones((n, 1))))))
+    D = TangentCoefficients(*(rng.normal(size=(4, n)) * 50), rng.normal(size=(n, 6)))
+    yielded = rng.uniform(size=n) < 0.6
+    yielded[nq : 2 * nq] = False  # the second element has no yielded point: left out
+    got = blocks_to_matrix(asm.pattern, kern.tangent_blocks(D, yielded), "csr").toarray()
+    want = np.zeros_like(got)
+    r2 = 1.0 / np.sqrt(2.0)
+    for k, e in enumerate(els):
+        if not yielded[k * nq : (k + 1) * nq].any():
+            continue
+        dofs = (3 * mesh.cells[e][:, None] + np.arange(3)).ravel()
+        for q in range(nq):
+            p = k * nq + q
+            g = geo.grads[q, :, :, e]  # (nen, 3)
+            B = np.zeros((6, 3 * len(g)))
+            for i, (gx, gy, gz) in enumerate(g):
+                B[:, 3 * i : 3 * i + 3] = [[gx, 0, 0], [0, gy, 0], [0, 0, gz], [gy * r2, gx * r2, 0],
+                                           [0, gz * r2, gy * r2], [gz * r2, 0, gx * r2]]
+            nv = D.n[p]
+            DC = ((D.a1[p] - 2 * Gs[p]) * IDEV + D.a2[p] * np.outer(nv, nv) + D.a3[p] * (np.outer(nv, ONE) + np.outer(ONE, nv))
+                  + (D.a4[p] - Kb[p]) * np.outer(ONE, ONE))
+            want[np.ix_(dofs, dofs)] += geo.wdet[q, e] * B.T @ DC @ B
+    assert np.abs(got - want).max() <= 1e-10 * np.abs(want).max()
