@@ -93,6 +93,11 @@ def _eta(res0: float, res: float, rtol: float, it: int, elapsed: float) -> str:
     return f"about {left * elapsed / it:.0f} s left ({left:.0f} more iterations)"
 
 
+def _coldot(U: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """Column-wise dot products of two (n, k) blocks, without a temporary."""
+    return np.einsum("ij,ij->j", U, V)
+
+
 def _block_pcg(A, B: np.ndarray, M, rtol: float, maxiter: int) -> tuple[np.ndarray, list[int]]:
     """Independent preconditioned CG runs on the columns of B, advanced together.
 
@@ -105,26 +110,29 @@ def _block_pcg(A, B: np.ndarray, M, rtol: float, maxiter: int) -> tuple[np.ndarr
     R = B - A @ X
     Z = M(R)
     P = Z.copy()
-    rz = np.einsum("ij,ij->j", R, Z)
+    rz = _coldot(R, Z)
     iters = np.zeros(B.shape[1], int)
     report = CGProgress(rtol, "refinement CG")
     scale = np.where(nb > 0, nb, 1.0)
     for k in range(maxiter):
-        rel = np.linalg.norm(R, axis=0) / scale
+        rel = np.sqrt(_coldot(R, R)) / scale
         active = (rel > rtol) & (nb > 0)
         if not active.any():
             break
         report(k, float(rel[active].max()))
         iters += active
         AP = A @ P
-        pap = np.einsum("ij,ij->j", P, AP)
+        pap = _coldot(P, AP)
         alpha = np.where(active, rz / np.where(pap != 0, pap, 1.0), 0.0)
         X += alpha * P
-        R -= alpha * AP
+        AP *= alpha
+        R -= AP
+        del AP
         Z = M(R)
-        rz_new = np.einsum("ij,ij->j", R, Z)
+        rz_new = _coldot(R, Z)
         beta = np.where(active, rz_new / np.where(rz != 0, rz, 1.0), 0.0)
-        P = Z + beta * P
+        P *= beta
+        P += Z
         rz = rz_new
     else:
         res = np.linalg.norm(R, axis=0) / np.where(nb > 0, nb, 1.0)

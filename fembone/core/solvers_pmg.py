@@ -15,8 +15,8 @@ satisfies the ties is then reproduced exactly in q as well.
 
 Cycle (symmetric, so CG applies): pre-smoothing from zero, coarse correction with the
 Galerkin matrix A_c = P^T K_r P factorised by PARDISO (single precision, or SuperLU where
-MKL is missing), post-smoothing.  Smoother: Chebyshev polynomial of the Jacobi-scaled
-operator on [lambda_max / ratio, 1.1 lambda_max] (Adams, Brezina, Hu & Tuminaro 2003,
+MKL is missing), post-smoothing.  Smoother: Chebyshev polynomial of D^-1 K_r, D the diagonal capped from
+below by a quarter of the l1 row sums (:func:`smoother_diagonal`), on [lambda_max / ratio, 1.1 lambda_max] (Adams, Brezina, Hu & Tuminaro 2003,
 J. Comput. Phys. 188:593), run on a single-precision copy of K_r and on all load cases at
 once (sparse times dense block).  CG stays in double precision.  The solver needs the
 model's tet10 cells: segment cases attach them (``solver_options``); without them it falls
@@ -26,6 +26,7 @@ back to the smoothed-aggregation cycle of :mod:`fembone.core.solvers_amg`.
 from __future__ import annotations
 
 import ctypes
+import functools
 import time
 
 import numpy as np
@@ -43,6 +44,8 @@ CHEB_LANCZOS = 12
 #: cells whose (Voigt-averaged) Poisson ratio exceeds this stay quadratic in the coarse space
 #: (lambda/mu = 24 at 0.48): a tet4 coarse space locks there (nucleus, nu = 0.499)
 LOCKING_NU = 0.48
+#: ``capped`` smoother diagonal: max(K_ii, sum_j |K_ij| / L1_CAP) (:func:`smoother_diagonal`)
+L1_CAP = 4.0
 
 
 def voigt_poisson(C: np.ndarray) -> np.ndarray:
@@ -58,6 +61,29 @@ def voigt_poisson(C: np.ndarray) -> np.ndarray:
     s = C[:, 3, 3] + C[:, 4, 4] + C[:, 5, 5]
     K, G = (d + 2 * o) / 9.0, (d - o + 3 * s) / 15.0
     return (3 * K - 2 * G) / (2 * (3 * K + G))
+
+
+def smoother_diagonal(K: sp.csr_matrix, kind: str = "capped") -> np.ndarray:
+    """The diagonal D that scales the smoother, D^-1 K (K symmetric, positive diagonal).
+
+    ``jacobi``: diag(K).  ``l1``: the absolute row sums r_i = sum_j |K_ij| (l1-Jacobi,
+    lambda_max(D^-1 K) <= 1; Baker, Falgout, Kolev & Yang 2011, SIAM J. Sci. Comput.
+    33:2864).  ``capped`` (default): max(K_ii, r_i / :data:`L1_CAP`), Jacobi wherever the row
+    sum is below ``L1_CAP`` times the diagonal, lambda_max(D^-1 K) <= ``L1_CAP`` (Gershgorin).
+    On tied and coupled segments the rows of T^T K T at the ties and couplings have row sums
+    20-44 times their diagonal (ordinary tet10 rows 3-7, median 4.6): plain Jacobi puts
+    lambda_max at 12-42, and the Chebyshev interval [lambda_max / 30, 1.1 lambda_max] then
+    misses most element modes (benchmarks/README.md: 81 -> 42 CG iterations at 0.92M DOFs).
+    """
+    if kind == "jacobi":
+        return K.diagonal()
+    if kind not in ("l1", "capped"):
+        raise SolverError(f"pmg: diagonal '{kind}' is not one of jacobi, l1, capped")
+    K = K.tocsr()
+    r = np.zeros(K.shape[0])
+    rows = np.flatnonzero(np.diff(K.indptr))
+    r[rows] = np.add.reduceat(np.abs(K.data), K.indptr[rows])
+    return r if kind == "l1" else np.maximum(K.diagonal(), r / L1_CAP)
 
 
 def coarse_options(cells: np.ndarray, n_mesh_nodes: int, C: np.ndarray) -> dict:
@@ -178,8 +204,10 @@ class MKLSparse:
 class Chebyshev:
     """Chebyshev polynomial smoother of D^-1 A on [lmax / ratio, 1.1 lmax] (Saad 2003, Alg. 12.1).
 
-    ``apply(X, B)`` returns X improved by ``degree`` steps for A X = B (X may be None: zero).
-    Works on blocks of right-hand sides; A in the work precision, results in float64.
+    ``apply(X, R, B)`` returns X improved by ``degree`` steps for A X = B and its residual
+    B - A X (X None: zero; R: the residual of the X given, None: computed here; ``residual``
+    False: the last product is skipped and None returned).  Works on blocks of right-hand
+    sides in the work precision of A (float32 for ``precision: single``), in place on X, R.
     """
 
     def __init__(self, A, dinv: np.ndarray, lmax: float, degree: int = 3, ratio: float = 30.0):
@@ -188,38 +216,53 @@ class Chebyshev:
         hi, lo = 1.1 * lmax, 1.1 * lmax / ratio
         self.theta, self.delta = 0.5 * (hi + lo), 0.5 * (hi - lo)
 
-    def apply(self, X: np.ndarray | None, B: np.ndarray) -> np.ndarray:
+    def apply(self, X: np.ndarray | None, R: np.ndarray | None, B: np.ndarray,
+              residual: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         A, dinv = self.A, self.dinv
-        B = B.astype(A.dtype)
-        R = B.copy() if X is None else B - A @ X.astype(A.dtype)
-        X = np.zeros_like(B) if X is None else X.astype(A.dtype)
+        if X is None:
+            R = np.array(B, A.dtype)
+            X = np.zeros_like(R)
+        elif R is None:
+            R = B - A @ X
         sigma = self.theta / self.delta
         rho = 1.0 / sigma
-        D = (dinv * R) / self.theta
+        D = dinv * R
+        D *= 1.0 / self.theta
         for k in range(self.degree):
             X += D
             if k == self.degree - 1:
+                if residual:
+                    R -= A @ D
                 break
             R -= A @ D
             rho_new = 1.0 / (2.0 * sigma - rho)
             D *= rho_new * rho
             D += (2.0 * rho_new / self.delta) * (dinv * R)
             rho = rho_new
-        return X.astype(np.float64)
+        return X, R
 
 
 class TwoLevel:
-    """Symmetric two-level cycle: smooth, coarse correction P A_c^-1 P^T, smooth."""
+    """Symmetric two-level cycle: smooth, coarse correction P A_c^-1 P^T, smooth.
 
-    def __init__(self, A, smoother: Chebyshev, P: sp.csr_matrix, coarse_solve):
-        P = P.astype(A.dtype)
-        self.A, self.S, self.P, self.R = A, smoother, MKLSparse(P), MKLSparse(P.T.tocsr())
+    The post-smoother's starting residual is R_1 - (A P) e_c, R_1 the pre-smoother's and e_c
+    the coarse correction: ``AP`` = A P (sparse, about 40 % of the non-zeros of A on tet10
+    segments) replaces one product by A.  2 ``degree`` products by A or A P per cycle.
+    """
+
+    def __init__(self, A, smoother: Chebyshev, P: sp.csr_matrix, coarse_solve, AP: sp.csr_matrix):
+        dt = A.dtype
+        self.A, self.S = A, smoother
+        self.P, self.R = MKLSparse(P.astype(dt)), MKLSparse(P.T.tocsr().astype(dt))
+        self.AP = MKLSparse(AP.astype(dt))
         self.coarse_solve = coarse_solve
 
     def __call__(self, B: np.ndarray) -> np.ndarray:
-        X = self.S.apply(None, B)
-        X += self.P @ self.coarse_solve(self.R @ (B - self.A @ X))
-        return self.S.apply(X, B)
+        X, R = self.S.apply(None, None, B)
+        e = np.asarray(self.coarse_solve(self.R @ R), X.dtype)
+        X += self.P @ e
+        R -= self.AP @ e
+        return self.S.apply(X, R, B, residual=False)[0].astype(np.float64)
 
 
 @register
@@ -227,7 +270,8 @@ class PMG(Solver):
     """Block CG preconditioned by a two-level p-multigrid cycle (module docstring).
 
     ``cells`` (tet10 connectivity) and ``n_mesh_nodes`` are set through the model's
-    ``solver_options``; ``degree`` and ``ratio`` shape the Chebyshev smoother.
+    ``solver_options``; ``degree``, ``ratio`` and ``diagonal`` (:func:`smoother_diagonal`)
+    shape the Chebyshev smoother.
     """
 
     name = "pmg"
@@ -236,19 +280,19 @@ class PMG(Solver):
     keep_cells: np.ndarray | None = None
     degree: int = 3
     ratio: float = 30.0
+    diagonal: str = "capped"
     precision: str = "single"
 
     def setup(self, K, near_nullspace=None):
         t = time.perf_counter()
         self.K = K.tocsr()
         n = K.shape[0]
-        self.M = None
+        self.M = self._Kmkl = None
         dtype = np.float32 if self.precision == "single" else np.float64
         A = sp.csr_matrix((self.K.data.astype(dtype), self.K.indices, self.K.indptr), shape=K.shape)
         d = self.K.diagonal()
         if np.any(d <= 0):
             raise SolverError("pmg: a non-positive diagonal entry: the stiffness matrix is not positive definite")
-        dinv = 1.0 / d
         if self.cells is None or self.n_mesh_nodes is None:
             log.info("pmg: no tet10 cells attached to the model; smoothed-aggregation cycle instead")
             B = near_nullspace if near_nullspace is not None else np.ones((n, 1))
@@ -261,36 +305,43 @@ class PMG(Solver):
         dep = np.isclose(d, 1.0) & (np.diff(self.K.indptr) == 1)
         P = p_prolongation(self.cells, self.n_mesh_nodes, n, dep, self.keep_cells)
         t_p = time.perf_counter()
-        Ac = (P.T @ (self.K @ P)).tocsr()
+        KP = (self.K @ P).tocsr()
+        Ac = (P.T @ KP).tocsr()
         Ac = 0.5 * (Ac + Ac.T)
         t_g = time.perf_counter()
-        lmax = spectral_radius_dinv(self.K, dinv, CHEB_LANCZOS)
+        dinv = 1.0 / smoother_diagonal(self.K, self.diagonal)
+        self._Kmkl = MKLSparse(self.K)  # the double-precision products of Lanczos and CG
+        lmax = spectral_radius_dinv(self._Kmkl, dinv, CHEB_LANCZOS)
         A = MKLSparse(A)
         smoother = Chebyshev(A, dinv, lmax, self.degree, self.ratio)
         if Pardiso.available():
             coarse = Pardiso()
             coarse.precision = self.precision
             coarse.setup(Ac.tocsr())
-            solve_c = coarse._apply
+            solve_c = functools.partial(coarse._call, 33)  # in the factor's precision
             fill = coarse.info["factor_nnz"]
         else:
             lu = spla.splu(Ac.tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
                            options={"SymmetricMode": True})
             solve_c, fill = lu.solve, int(lu.L.nnz + lu.U.nnz)
-        self.M = TwoLevel(A, smoother, P, solve_c)
+        self.M = TwoLevel(A, smoother, P, solve_c, KP)
+        del KP
         self._coarse = coarse if Pardiso.available() else lu
         self.info.update(setup_s=time.perf_counter() - t, coarse_dofs=int(Ac.shape[0]), coarse_nnz=int(Ac.nnz),
                          coarse_factor_nnz=int(fill), galerkin_s=t_g - t_p, lambda_max=lmax,
-                         coarse_factor_s=time.perf_counter() - t_g, precision=self.precision)
+                         coarse_factor_s=time.perf_counter() - t_g, precision=self.precision,
+                         smoother_diagonal=self.diagonal)
 
     def trim(self) -> None:
         self.M = None
         self._coarse = None
+        self._Kmkl = None
 
     def solve(self, b):
         b = np.asarray(b, float)
         cols = b.reshape(b.shape[0], -1)
-        out, iters = _block_pcg(MKLSparse(self.K), cols, lambda R: self.M(R).reshape(R.shape), self.rtol, self.maxiter)
+        Kd = getattr(self, "_Kmkl", None) or MKLSparse(self.K)
+        out, iters = _block_pcg(Kd, cols, lambda R: self.M(R).reshape(R.shape), self.rtol, self.maxiter)
         self.info["iterations"] = iters
-        self.info["residual"] = self._residual(self.K, out, cols)
+        self.info["residual"] = self._residual(Kd, out, cols)
         return out.reshape(b.shape)

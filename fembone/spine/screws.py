@@ -106,14 +106,16 @@ def embed(model, screw: Screw, h: float | None = None, interface_stiffness: floa
 
     L = isoparametric(mesh, host, pts, L)
     if not inside.all():
-        out_len = _outside_length(mesh, pts, strictly_inside)
+        # the outside length (20 bisection steps of point location) only goes into the error messages
         if not screw.protruding:
+            out_len = _outside_length(mesh, pts, strictly_inside)
             raise InputError(
                 f"screw '{screw.name}' leaves the bone: {out_len:.1f} mm of its {screw.length:.1f} mm lie outside "
                 "(move it, or mark it protruding: true for a head outside the bone)", where,
             )
         # a protruding screw: the part inside is tied, the rest is a free beam; it must hold on somewhere
         if inside.sum() < 2:
+            out_len = _outside_length(mesh, pts, strictly_inside)
             raise InputError(
                 f"screw '{screw.name}' lies outside the bone: {out_len:.1f} mm of its {screw.length:.1f} mm are outside "
                 "and fewer than two of its nodes inside (move it into the bone)", where,
