@@ -118,6 +118,13 @@ def child(case: dict, base: str, out: str) -> None:
 
         strength_run.PathOptions = functools.partial(nonlinear.PathOptions,
                                                      cg_rtol=float(os.environ["STRENGTH_BENCH_CG_RTOL"]))
+    if os.environ.get("STRENGTH_BENCH_PATH_OPTIONS"):  # experiment: PathOptions keys as JSON, e.g. {"predict_cut": 15}
+        import functools
+
+        from fembone.cases import strength_run
+
+        strength_run.PathOptions = functools.partial(strength_run.PathOptions,
+                                                     **json.loads(os.environ["STRENGTH_BENCH_PATH_OPTIONS"]))
     t0 = time.perf_counter()
     model = build_model(case, base=base, source=f"bench:{case['name']}")
     t_build = time.perf_counter() - t0
