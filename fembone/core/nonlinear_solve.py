@@ -2,8 +2,9 @@
 inexact Newton, a secant (L-BFGS) stage and the line search.
 
 * Linear solves (:class:`LinearSolves`) go through the engine's solvers
-  (:mod:`fembone.core.solvers`): ``linear='reuse'`` keeps one factorisation or AMG hierarchy as
-  preconditioner of CG on the current tangent and renews it only when CG slows down;
+  (:mod:`fembone.core.solvers`): ``linear='reuse'`` keeps one factorisation, AMG hierarchy or
+  p-multigrid cycle as preconditioner of CG (MINRES) on the current tangent and renews it only
+  when that slows down;
   ``'refactor'`` sets the solver up again at every solve.
 * Inexact Newton: CG stops at a relative residual eta_k set by the nonlinear residual
   (:func:`forcing_term`, Eisenstat & Walker, SIAM J Sci Comput 17:16, 1996, choice 2, with
@@ -23,7 +24,9 @@ inexact Newton, a secant (L-BFGS) stage and the line search.
   slow, and its Newton steps are damped by backtracking on the residual norm
   (:func:`residual_search`), for which Newton's direction is a descent direction whatever the
   tangent's inertia.  A step whose contraction rate predicts more than ``predict_cut``
-  iterations is given up early and halved (the smaller step keeps Newton in its quadratic range).
+  iterations, or (``min_step_length``) whose residual line search has to shorten a Newton step
+  below that fraction, is given up early and halved (the smaller step keeps Newton in its
+  quadratic range).
 * Line search (positive definite tangents): Crisfield, *Non-linear Finite Element Analysis of
   Solids and Structures*, vol. 1, 1991, sec. 9.3.
 
@@ -369,12 +372,12 @@ def newton(evaluate, q, lam, red: Reduction, tangent, lin: LinearSolves, opt, co
                     Kq = tangent(upd)
                     fresh = lin.needs_setup
                     if fresh:  # the preconditioner is always a factor of a positive definite (floored) tangent
-                        _floored_setup(lin, tangent, floored, q, lam, red)
+                        _floored_setup(lin, tangent, floored, q, lam)
                     x = lin.solve(Kq, r, eta, may_setup=False)
                     if x is None and not fresh:
                         # MINRES on the kept factor was too slow: factorise the floored tangent, MINRES again
                         counts["soft_setups"] = counts.get("soft_setups", 0) + 1
-                        _floored_setup(lin, tangent, floored, q, lam, red)
+                        _floored_setup(lin, tangent, floored, q, lam)
                         x = lin.solve(Kq, r, eta, may_setup=False)
                     if x is None:
                         # not even on a fresh floored factor: the floored tangent for the rest of this step
@@ -413,7 +416,7 @@ def newton(evaluate, q, lam, red: Reduction, tangent, lin: LinearSolves, opt, co
     return False, opt.max_iter, "Newton iteration limit", ls
 
 
-def _floored_setup(lin: LinearSolves, tangent, floored, q, lam, red: Reduction) -> None:
+def _floored_setup(lin: LinearSolves, tangent, floored, q, lam) -> None:
     """Set ``lin`` up on the floored tangent at (q, lam); its cost, stress update and tangent included, is
     what MINRES on the kept factor is weighed against (LinearSolves.renew)."""
     t = time.perf_counter()

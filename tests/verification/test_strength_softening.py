@@ -101,3 +101,12 @@ def test_floored_tangent_stops_at_the_peak_where_the_same_points_agree(paths):
     assert not floored.finished and floored.lam[-1] <= 0.5 + 1e-12  # d = 0.04 mm: eps 0.01, the peak
     k = len(floored.lam)
     assert np.allclose(floored.force, soft.force[:k], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("keys", [{"min_step_length": 0.2}, {"predict_cut": None, "line_search": False}])
+def test_step_control_options_keep_the_exact_curve(keys):
+    """The early step cuts (line search shortening a step below 0.2) and the plain Newton steps (no
+    line search, no rate-predicted cut) reach the same exact softening curve."""
+    m, pset, ctrl = prism()
+    res = solve_path(m, pset, ctrl, np.full(len(ctrl), -DMAX), PathOptions(steps=16, rtol=1e-9, **keys))
+    assert res.finished and np.allclose(res.force, exact_force(res.lam * DMAX), rtol=1e-7, atol=1e-7 * S0 * W * W)
