@@ -119,7 +119,7 @@ class PathOptions:
     # (MINRES on the kept positive definite factor, residual-norm line search) | floored: the law's tangent_floor
     predict_cut: int | None = 12  # give a step up (it is halved) once its contraction rate predicts more
     # Newton iterations than this twice in a row (None: only max_iter)
-    min_step_length: float | None = None  # give a step up (it is halved) when the residual line search of the
+    min_step_length: float | None = 0.2  # give a step up (it is halved) when the residual line search of the
     # softening tangent shortens a Newton step below this
     floored_retry: bool = False  # a step the softening tangent failed is redone floored before it is halved
     solver: str | None = None  # engine solver name (None/auto: by size)
