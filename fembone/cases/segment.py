@@ -6,7 +6,8 @@ Keys::
       levels: [T12, L1, L2]          # or "T12-L2"; cranial to caudal, adjacent
       mesh_size: 2.0
       order: 2
-      facets: true                   # or {normal_stiffness: 600, shear_stiffness: 6, angle_deg: 30}
+      facets: true                   # or {model: spring | contact, gap: 0.5 (contact), normal_stiffness: 600,
+                                     #     shear_stiffness: 6, angle_deg: 30}
       disc: {height: 10, nucleus_fraction: 0.43, annulus: {E: 4.2, nu: 0.45}, nucleus: {E: 1.0, nu: 0.499}}
       index: L1                      # the level whose body load sharing is reported (default: the middle one)
       vertebrae: {L1: {ct: {...}}}   # levels from CT or {surface: {file: ..., units: m}} (fembone.cases.segment_spec)
@@ -348,6 +349,10 @@ def segment_postprocessor(model, geom, res) -> dict:
     pre = res.solutions.get(PRELOAD_CASE) if res.name != PRELOAD_CASE else None
     rom = range_of_motion(model, seg, u if pre is None else u - pre, axis)  # from the installed state
     out = {"segment": {**rom, "facet_forces": facet_forces(model, u)}}
+    if "_unilateral" in model.meta:  # facet contact: this load case's own active set (fembone.core.unilateral)
+        ci = model.meta["_unilateral"].info
+        out["segment"]["facet_contact"] = {"closed": ci["closed"].get(res.name, []), "pivots": ci["pivots"].get(res.name, 0),
+                                           "columns_solved": ci["columns"], "blocks": ci["blocks"]}
     if pre is not None:
         out["segment"]["measured_from"] = f"the installed state (load case {PRELOAD_CASE}: the rods' prebend alone)"
     index = model.meta["_segment_index"]

@@ -41,7 +41,7 @@ from fembone.spine.segment import (
     segment_dims,
 )
 from fembone.spine.segment_import import ImportSpec, parse_imported
-from fembone.spine.segment_mechanics import FacetModel, parse_prebend
+from fembone.spine.segment_mechanics import FACET_MODELS, FacetModel, parse_prebend
 
 HEAD_HEIGHT = 10.0  # mm from the lamina's back face to the rod axis (tulip head), stated
 
@@ -75,15 +75,21 @@ class SegmentSpec:
 
 
 def _parse_facets(value, path: str) -> FacetModel | None:
+    """``true`` (the default model), ``false`` (none) or ``{model: spring|contact, gap: mm (contact
+    only), normal_stiffness: N/mm, shear_stiffness: N/mm, angle_deg: deg}``."""
     if value is True or value is None:
         return FacetModel()
     if value is False:
         return None
-    S.mapping(value, path, allowed=("normal_stiffness", "shear_stiffness", "angle_deg"))
+    S.mapping(value, path, allowed=("model", "gap", "normal_stiffness", "shear_stiffness", "angle_deg"))
     d = FacetModel()
+    kind = S.string(value.get("model", d.model), f"{path}.model", choices=FACET_MODELS)
+    if "gap" in value and kind != "contact":
+        raise InputError("a gap needs the contact model (model: contact); springs act from zero", f"{path}.gap")
     return FacetModel(S.number(value.get("normal_stiffness", d.normal_stiffness), f"{path}.normal_stiffness", lo=0, lo_open=True),
                       S.number(value.get("shear_stiffness", d.shear_stiffness), f"{path}.shear_stiffness", lo=0),
-                      S.number(value.get("angle_deg", d.angle_deg), f"{path}.angle_deg", lo=0, hi=90))
+                      S.number(value.get("angle_deg", d.angle_deg), f"{path}.angle_deg", lo=0, hi=90),
+                      model=kind, gap=S.number(value.get("gap", d.gap), f"{path}.gap", lo=0, hi=5.0))
 
 
 def _known_level(value, path: str, levels: tuple[str, ...]) -> str:

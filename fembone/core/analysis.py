@@ -218,9 +218,15 @@ def solve(
 
     log.log(level, "solving %d load case(s) with %s", len(names), solver.name)
     t = time.perf_counter()
-    Q = solver.solve(Fq)
-    U = red.expand(Q.reshape(len(Fq), -1)) if G is None else red.T @ Q.reshape(len(Fq), -1) + G
+    uset = model.meta.get("_unilateral")  # gap elements (facet contact): exact low-rank correction, this solver
+    ahead = uset is not None and uset.in_block(solver.name)  # their columns join the load cases' block
+    Fq = Fq.reshape(len(Fq), -1)
+    Q = solver.solve(np.hstack([Fq, uset.reduced(red.T)]) if ahead else Fq).reshape(len(Fq), -1)
+    Xc, Q = (red.T @ Q[:, len(names):] if ahead else None), Q[:, : len(names)]
+    U = red.expand(Q) if G is None else red.T @ Q + G
     timings["solve"] = time.perf_counter() - t
+    if uset is not None:
+        U, F, timings["contact"] = _unilateral(uset, solver, red, U, F, names, Xc)
     solver.trim()  # what the next set-up rebuilds anyway (an AMG hierarchy) is not kept through post-processing
     del Kq
     progress("solve", timings["solve"], f"{len(names)} load case(s), residual {solver.info.get('residual', 0):.1e}")
@@ -238,6 +244,19 @@ def solve(
     out.linear_solver = solver
     out.started = started
     return out
+
+
+def _unilateral(uset, solver: Solver, red: Reduction, U: np.ndarray, F: np.ndarray, names: list[str], X=None):
+    """:func:`fembone.core.unilateral.correct` with the load cases' solver (its info kept: the load cases')."""
+    from fembone.core.unilateral import correct
+
+    t = time.perf_counter()
+    info = dict(solver.info)
+    U, F = correct(uset, solver.solve, red.T, U, F, names, X)
+    uset.info["solver_info"] = {k: v for k, v in solver.info.items() if isinstance(v, (int, float, str))}
+    solver.info.clear()
+    solver.info.update(info)
+    return U, F, time.perf_counter() - t
 
 
 _SETUP_WORDS = {"amg": "AMG hierarchy", "pardiso": "ordering and factorisation", "superlu": "factorisation"}
