@@ -22,8 +22,11 @@ screws in T12 and L2, 5.5 mm titanium rods).  Each published value and its band:
 None of the bands was chosen after seeing the model's answer and no parameter was tuned.
 Known misses (pinned outside their band, reasons in the README): extension (the linear,
 symmetric model gives extension = flexion; specimens are stiffer in extension where the
-facets come into contact) and axial rotation (about 2.5x Yamamoto's mean: no annulus fibres,
-ligaments or facet contact gap), and hence the fixation's axial-rotation reduction.
+facets come into contact) and axial rotation (about 2.5x Yamamoto's mean: no annulus fibres
+or ligaments), and hence the fixation's axial-rotation reduction.  Facet contact (gap
+elements, ``facets: {model: contact}``) was measured against the same bands to choose the
+default: it keeps both misses (extension still equals flexion, axial rotation grows), so the
+springs stay the default and the contact results are pinned too.
 """
 
 from __future__ import annotations
@@ -56,9 +59,9 @@ def band(loadcase: str, pair: str) -> tuple[float, float]:
     return lo, hi
 
 
-def _case(fixed: bool) -> dict:
+def _case(fixed: bool, facets=True) -> dict:
     c = {"name": "T12-L2-fixed" if fixed else "T12-L2",
-         "segment": {"levels": ["T12", "L1", "L2"], "mesh_size": 6.0, "order": 2, "shell_thickness": 2.0},
+         "segment": {"levels": ["T12", "L1", "L2"], "mesh_size": 6.0, "order": 2, "shell_thickness": 2.0, "facets": facets},
          "materials": {"preset": "normal"},
          "loadcases": {k: [{"preset": k, "moment": 7500}] for k in MOMENTS}}
     if fixed:
@@ -66,14 +69,13 @@ def _case(fixed: bool) -> dict:
     return c
 
 
-@pytest.fixture(scope="module")
-def rom():
+def _rom(facets) -> dict:
     out = {}
     for fixed in (False, True):
-        model = build_model(_case(fixed), base=".", source="validation")
+        model = build_model(_case(fixed, facets), base=".", source="validation")
         res = solve(model, nodal=False)
         out[fixed] = {k: res.loadcases[k].extra["segment"]["range_of_motion_deg"] for k in MOMENTS}
-    print("load case        pair     intact  band (deg)      fixed  reduction  Pimenta 2012")
+    print(f"facets {facets}\nload case        pair     intact  band (deg)      fixed  reduction  Pimenta 2012")
     for k in MOMENTS:
         for p, v in out[False][k].items():
             lo, hi = band(k, p)
@@ -81,6 +83,18 @@ def rom():
             pim = PIMENTA_REDUCTION.get(k, PIMENTA_REDUCTION["flexion"])
             print(f"{k:16s} {p:8s} {v:6.2f}  [{lo:4.2f}, {hi:4.2f}]   {out[True][k][p]:6.2f}   {red:6.1%}     {pim:.0%}")
     return out
+
+
+@pytest.fixture(scope="module")
+def rom():
+    """The default facet model (linear springs)."""
+    return _rom(True)
+
+
+@pytest.fixture(scope="module")
+def rom_contact():
+    """Facet contact (gap elements: 0.5 mm gap, 600 N/mm in compression only), measured to choose the default."""
+    return _rom({"model": "contact", "gap": 0.5})
 
 
 @pytest.mark.parametrize("loadcase", MOMENTS)
@@ -110,3 +124,33 @@ def test_fixation_reduction_against_pimenta(rom, loadcase, pair):
         assert red > hi, f"{loadcase} {pair}: reduction {red:.1%} is now inside [{lo:.0%}, {hi:.0%}]: update the misses and README"
     else:
         assert lo <= red <= hi, f"{loadcase} {pair}: reduction {red:.1%} outside [{lo:.0%}, {hi:.0%}] (Pimenta {pub:.0%})"
+
+
+# ----------------------------------------------------------------- facet contact (not the default)
+@pytest.mark.parametrize("loadcase", MOMENTS)
+@pytest.mark.parametrize("pair", ["T12-L1", "L1-L2"])
+def test_contact_rom_against_published_band(rom_contact, loadcase, pair):
+    """Facet contact (0.5 mm gap) keeps the same misses: extension and axial rotation above their bands."""
+    v = rom_contact[False][loadcase][pair]
+    lo, hi = band(loadcase, pair)
+    if (loadcase, pair) in KNOWN_MISSES:
+        assert v > hi, f"contact {loadcase} {pair}: {v:.2f} deg is now inside [{lo:.2f}, {hi:.2f}]: revisit the default (README)"
+    else:
+        assert lo <= v <= hi, f"contact {loadcase} {pair}: {v:.2f} deg outside [{lo:.2f}, {hi:.2f}]"
+
+
+@pytest.mark.parametrize("pair", ["T12-L1", "L1-L2"])
+def test_contact_leaves_extension_equal_to_flexion(rom, rom_contact, pair):
+    """Why contact is not the default: the joint's normal is horizontal, so flexion and extension
+    move it by a few hundredths of a mm against a 0.5 mm gap; every joint stays open, extension
+    equals flexion and both differ from the springs' by < 1 % (the springs carried ~5 N)."""
+    f, e = rom_contact[False]["flexion"][pair], rom_contact[False]["extension"][pair]
+    assert e == pytest.approx(f, rel=1e-6)
+    assert f == pytest.approx(rom[False]["flexion"][pair], rel=0.01)
+
+
+@pytest.mark.parametrize("pair", ["T12-L1", "L1-L2"])
+def test_contact_softens_axial_rotation(rom, rom_contact, pair):
+    """Contact removes the tension-side springs and adds a gap on the compressed side: axial
+    rotation grows (from ~2.5x to ~3x Yamamoto's L1-L2 mean), the miss gets larger."""
+    assert rom_contact[False]["axial_rotation"][pair] > 1.1 * rom[False]["axial_rotation"][pair]
