@@ -370,7 +370,7 @@ def solve_path(
     lam = 0.0
     easy = 0
     cuts = 0
-    peak = 0.0
+    peak, bracketed = 0.0, False
     message = ""
     finished = True
     ls_total = 0
@@ -425,6 +425,10 @@ def solve_path(
         if easy >= 2 and dlam < dlam_nominal:
             dlam = min(dlam * 2.0, dlam_nominal)
             easy = 0
+        if not bracketed and len(out["force"]) >= 3 and out["force"][-3] <= out["force"][-2] > F:
+            bracketed = True  # the strength (the first local maximum) is known from here on
+            log.info("first peak bracketed: %.6g N at step %d (%.1f s into the path)", out["force"][-2],
+                     len(out["lam"]) - 2, time.perf_counter() - t0)
         peak = max(peak, F)
         if opt.stop_drop is not None and peak > 0 and F < (1.0 - opt.stop_drop) * peak:
             message = f"stopped after the peak: force fell {100 * opt.stop_drop:.0f} % below it"

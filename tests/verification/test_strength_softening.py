@@ -110,3 +110,14 @@ def test_step_control_options_keep_the_exact_curve(keys):
     m, pset, ctrl = prism()
     res = solve_path(m, pset, ctrl, np.full(len(ctrl), -DMAX), PathOptions(steps=16, rtol=1e-9, **keys))
     assert res.finished and np.allclose(res.force, exact_force(res.lam * DMAX), rtol=1e-7, atol=1e-7 * S0 * W * W)
+
+
+def test_progress_names_the_first_peak_once_it_is_bracketed(caplog):
+    """The progress log says when the strength is known: the step after the exact peak (S0 W^2 =
+    40 N at d = H S0 / E = 0.04 mm, step 8 of 16) has a lower force; said once, though the force
+    falls on."""
+    m, pset, ctrl = prism()
+    with caplog.at_level("INFO", logger="fembone.nonlinear"):
+        solve_path(m, pset, ctrl, np.full(len(ctrl), -DMAX), PathOptions(steps=16, rtol=1e-9))
+    lines = [r.getMessage() for r in caplog.records if "first peak bracketed" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith(f"first peak bracketed: {S0 * W * W:.6g} N at step 8 ")
