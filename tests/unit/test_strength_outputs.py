@@ -217,13 +217,14 @@ def test_segment_strength_input_is_checked_like_a_vertebra(change, where):
     assert where in str(exc.value) and "\n" not in str(exc.value)
 
 
-def test_shipped_example_parses():
+@pytest.mark.parametrize("name, dmax, steps", [("L1_lytic_strength.yaml", 1.0, 20), ("L2_verse_ct_strength.yaml", 0.4, 10)])
+def test_shipped_example_parses(name, dmax, steps):
     from pathlib import Path
 
     from fembone.cases import parse_case
     from fembone.core.schema import parse_yaml
 
-    path = Path(__file__).resolve().parents[2] / "cases" / "L1_lytic_strength.yaml"
+    path = Path(__file__).resolve().parents[2] / "cases" / name
     spec = parse_case(parse_yaml(path.read_text(), str(path)), base=path.parent, source=str(path))
     a = spec.extensions["analysis"]
-    assert (a.type, a.max_displacement, a.steps) == ("strength", 1.0, 20)
+    assert (a.type, a.max_displacement, a.steps) == ("strength", dmax, steps)
