@@ -58,7 +58,6 @@ from fembone.core.beam import (
 from fembone.core.errors import FemboneError, InputError
 from fembone.core.unilateral import UnilateralSet
 
-
 # ------------------------------------------------------------------------------------ facets
 #: facet joint models: ``spring`` (linear, tension as compression) or ``contact`` (gap element)
 FACET_MODELS = ("spring", "contact")

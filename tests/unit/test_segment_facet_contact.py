@@ -88,7 +88,7 @@ def test_random_systems_match_brute_force(seed):
     k = rng.uniform(5, 50, m)
     h = rng.uniform(0, 0.5, m) * (seed % 2)
     F = rng.normal(scale=5, size=(n, 3))
-    U, _, uset = _solve(K0, G, k, h, F)
+    U, _, _ = _solve(K0, G, k, h, F)
     for j in range(F.shape[1]):
         assert U[:, j] == pytest.approx(_brute_force(K0, G, k, h, F[:, j]), rel=1e-9, abs=1e-10)
 
