@@ -73,11 +73,9 @@ def paths():
 
     run = lambda mode: solve_path(m, pset, ctrl, np.full(len(ctrl), -DMAX),
                                   PathOptions(steps=16, rtol=1e-9, softening_tangent=mode))
-    nonlinear_solve._minres = spy
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # the spy only for this path
+        mp.setattr(nonlinear_solve, "_minres", spy)
         soft = run("exact")
-    finally:
-        nonlinear_solve._minres = minres
     return soft, run("floored"), seen
 
 
