@@ -56,6 +56,14 @@ log = logging.getLogger("fembone.nonlinear")
 PATH_PMG_FROM = 150_000
 
 
+def path_solver(requested: str | None, order: int, n_dofs: int) -> str | None:
+    """The path's solver: ``pmg`` for ``auto`` (or None) on tet10 models from :data:`PATH_PMG_FROM`
+    DOFs, else what was requested (the engine's rule decides ``auto`` in :class:`LinearSolves`)."""
+    if requested in (None, "auto") and order == 2 and n_dofs >= PATH_PMG_FROM:
+        return "pmg"
+    return requested
+
+
 @dataclass
 class PlasticSet:
     """Elements with an elastic-plastic law: ``law`` has one row per (element, quadrature point),
@@ -313,9 +321,7 @@ def solve_path(
     law = plastic.law
     Bnull = model.layout.rigid_modes(mesh.points, scale=float(np.ptp(mesh.points, axis=0).max()))
     Bnull[red.dependent] = 0.0
-    requested = opt.solver or model.solver
-    if requested in (None, "auto") and mesh.order == 2 and model.n_dofs >= PATH_PMG_FROM:
-        requested = "pmg"
+    requested = path_solver(opt.solver or model.solver, mesh.order, model.n_dofs)
     options = dict(model.solver_options)
     if requested == "pmg" and "cells" not in options:  # p-multigrid's coarse space: the model's own tet10 cells
         from fembone.core.solvers_pmg import coarse_options
