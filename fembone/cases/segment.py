@@ -57,6 +57,8 @@ from fembone.core.materials import Isotropic
 from fembone.core.mesh import Mesh
 from fembone.core.model import ReferencePoint
 from fembone.core.selectors import orient_faces
+from fembone.core.unilateral import merge
+from fembone.spine.annulus import annulus_fibre_set
 from fembone.spine.geometry.vertebra_dims import vertebra_landmarks
 from fembone.spine.screw_coupling import reapply_core_softening
 from fembone.spine.screws import Screw, embed, screw_results
@@ -171,6 +173,9 @@ class SegmentExtension(Extension):
         ctx.meta["segment"]["discs"] = tie_discs(model.constraints, seg)
         if spec.facets is not None:
             ctx.meta["segment"]["facets"] = add_facets(model, facet_view(seg, set(seg.imported)), spec.facets)
+        if spec.fibres is not None:  # tension-only annulus collagen: unilateral elements with the facet contact
+            fset, ctx.meta["segment"]["annulus_fibres"] = annulus_fibre_set(model, seg, spec.fibres)
+            model.meta["_unilateral"] = merge(model.meta["_unilateral"], fset) if "_unilateral" in model.meta else fset
         bottom = np.unique(ctx.mesh.facet_sets[f"{seg.levels[-1]}.disc_inferior_face"])
         model.constraints.fix((3 * bottom[:, None] + np.arange(3)).ravel(), label=f"segment: {seg.levels[-1]} inferior disc face (fixed)")
         faces, _ = orient_faces(ctx.mesh, ctx.mesh.facet_sets[f"{seg.levels[0]}.disc_superior_face"])
@@ -349,10 +354,14 @@ def segment_postprocessor(model, geom, res) -> dict:
     pre = res.solutions.get(PRELOAD_CASE) if res.name != PRELOAD_CASE else None
     rom = range_of_motion(model, seg, u if pre is None else u - pre, axis)  # from the installed state
     out = {"segment": {**rom, "facet_forces": facet_forces(model, u)}}
-    if "_unilateral" in model.meta:  # facet contact: this load case's own active set (fembone.core.unilateral)
-        ci = model.meta["_unilateral"].info
+    ci = model.meta["_unilateral"].info if "_unilateral" in model.meta else {}
+    if any(f["model"] == "contact" for f in model.meta.get("_facets", [])):  # this load case's own active set
         out["segment"]["facet_contact"] = {"closed": ci["closed"].get(res.name, []), "pivots": ci["pivots"].get(res.name, 0),
                                            "columns_solved": ci["columns"], "blocks": ci["blocks"]}
+    if ci.get("method") == "newton" and res.name in ci["cases"]:  # annulus fibres (fembone.spine.annulus)
+        c = ci["cases"][res.name]
+        out["segment"]["annulus_fibres"] = {"engaged": c["engaged"], "newton_iterations": c["iterations"],
+                                            "line_search": c["line_search"]}
     if pre is not None:
         out["segment"]["measured_from"] = f"the installed state (load case {PRELOAD_CASE}: the rods' prebend alone)"
     index = model.meta["_segment_index"]

@@ -32,6 +32,7 @@ from fembone.cases.vertebra_spec import (
 from fembone.core import schema as S
 from fembone.core.errors import InputError
 from fembone.core.materials import Isotropic
+from fembone.spine.annulus import AnnulusFibres
 from fembone.spine.bone import vertebra_materials
 from fembone.spine.geometry.vertebra_dims import vertebra_landmarks
 from fembone.spine.screws import SCREW_MATERIALS, Screw
@@ -71,7 +72,22 @@ class SegmentSpec:
     lesions: list = field(default_factory=list)  # (level, LesionSpec)
     cement: list = field(default_factory=list)  # (level, CementSpec)
     imported: dict[str, ImportSpec] = field(default_factory=dict)  # level -> CT / surface (segment.vertebrae)
+    fibres: AnnulusFibres | None = AnnulusFibres()  # annulus collagen (segment.disc.fibres; None: an isotropic annulus)
     base: Path = Path(".")  # the case file's folder (imported files are relative to it)
+
+
+def _parse_fibres(value, path: str) -> AnnulusFibres | None:
+    """``true`` (the default fibres), ``false`` (an isotropic annulus) or ``{angle_deg: deg,
+    E: MPa, volume_fraction: 0..1}`` (fembone.spine.annulus)."""
+    if value is True:
+        return AnnulusFibres()
+    if value is False:
+        return None
+    m = S.mapping(value, path, allowed=("angle_deg", "E", "volume_fraction"))
+    d = AnnulusFibres()
+    return AnnulusFibres(S.number(m.get("angle_deg", d.angle_deg), f"{path}.angle_deg", lo=0.0, hi=90.0),
+                         S.number(m.get("E", d.E), f"{path}.E", lo=0, lo_open=True),
+                         S.number(m.get("volume_fraction", d.volume_fraction), f"{path}.volume_fraction", lo=0, hi=1, lo_open=True))
 
 
 def _parse_facets(value, path: str) -> FacetModel | None:
@@ -118,7 +134,7 @@ def parse_segment(raw: dict, source: str, base: Path) -> SegmentSpec:
     if order not in (1, 2):
         raise InputError(f"order must be 1 or 2, got {order}", "segment.order")
     shell = S.number(seg.get("shell_thickness", 1.0), "segment.shell_thickness", lo=0.2, hi=3.0)
-    d = S.mapping(seg.get("disc", {}), "segment.disc", allowed=("height", "nucleus_fraction", "annulus", "nucleus"))
+    d = S.mapping(seg.get("disc", {}), "segment.disc", allowed=("height", "nucleus_fraction", "annulus", "nucleus", "fibres"))
     g = SegmentGeometry(levels, S.number(seg.get("mesh_size", 2.0), "segment.mesh_size", lo=0.5, hi=10.0), order, shell,
                         S.number(d.get("height", 2 * DISC["height"]), "segment.disc.height", lo=3.0, hi=20.0),
                         S.number(d.get("nucleus_fraction", DISC["nucleus_fraction"]), "segment.disc.nucleus_fraction", lo=0.2, hi=0.6))
@@ -133,7 +149,8 @@ def parse_segment(raw: dict, source: str, base: Path) -> SegmentSpec:
         c = mats["cortical_shell"]
         mats["cortical_shell"] = Isotropic(name=c.name, E=c.E * cortex / shell, nu=c.nu)
         info.update(cortical_E_tissue=c.E, cortical_E_shell=c.E * cortex / shell, cortex_thickness=cortex)
-    spec = SegmentSpec(g, _parse_facets(seg.get("facets", True), "segment.facets"), mats, info, disc, index)
+    spec = SegmentSpec(g, _parse_facets(seg.get("facets", True), "segment.facets"), mats, info, disc, index,
+                       fibres=_parse_fibres(d.get("fibres", True), "segment.disc.fibres"))
     spec.imported = _parse_vertebrae(seg.get("vertebrae", {}), g)
     spec.base = Path(base)
     for i, e in enumerate(S.seq(raw.get("lesions", []), "lesions")):

@@ -18,10 +18,12 @@ import scipy.sparse as sp
 
 from fembone.core.assembly import Assembler, ElementGeometry
 from fembone.core.constraints import Reduction, check_constrained, reduce_system
+from fembone.core.errors import SolverError
 from fembone.core.loads import face_quadrature
 from fembone.core.model import Model, Probe
 from fembone.core.results import Fields, compute_fields, equivalent_strain, principal, von_mises
 from fembone.core.solvers import AMG, MaskedMatrix, Solver, choose_solver
+from fembone.core.unilateral_newton import LCP_LIMIT
 
 EQUILIBRIUM_TOL = 1e-8
 #: model.meta keys reported in summary.json's provenance block rather than under meta
@@ -197,7 +199,9 @@ def solve(
         setattr(solver, k, v)
     # AMG-CG only multiplies by K_q and builds its hierarchy from it: for supports alone
     # (a selection) it gets K masked on the fly instead of a second matrix (memory)
-    masked = isinstance(solver, AMG) and red.is_selection and MaskedMatrix.fits(K, red.dependent)
+    uset = model.meta.get("_unilateral")  # unilateral elements: facet contact (exact LCP), annulus fibres (Newton)
+    newton = uset is not None and uset.n > LCP_LIMIT
+    masked = not newton and isinstance(solver, AMG) and red.is_selection and MaskedMatrix.fits(K, red.dependent)
     if model.prescribed:  # displacement-controlled load cases: their own offsets g
         G = np.column_stack([red.offset(*model.prescribed[n]) if n in model.prescribed else red.g for n in names])
         Kq = MaskedMatrix(K, red.dependent) if masked else reduce_system(K, red)
@@ -212,20 +216,23 @@ def solve(
     B = model.layout.rigid_modes(mesh.points, scale=float(np.ptp(mesh.points, axis=0).max()))
     B[red.dependent] = 0.0
     log.log(level, "setting up solver %s (%s)", solver.name, _SETUP_WORDS.get(solver.name, "factorisation"))
-    solver.setup(Kq, near_nullspace=B)
+    # with many unilateral elements the factor (cycle) is made with them half engaged, K_q + G_q diag(k/2) G_q^T:
+    # the start of Newton and its CG preconditioner, within a factor 2 of every active set's matrix
+    solver.setup(_half_engaged(uset, Kq, red.T) if newton else Kq, near_nullspace=B)
     timings["factorise"] = time.perf_counter() - t
     progress("factorise", timings["factorise"], f"solver {solver.name}")
 
     log.log(level, "solving %d load case(s) with %s", len(names), solver.name)
     t = time.perf_counter()
-    uset = model.meta.get("_unilateral")  # gap elements (facet contact): exact low-rank correction, this solver
-    ahead = uset is not None and uset.in_block(solver.name)  # their columns join the load cases' block
+    ahead = uset is not None and not newton and uset.in_block(solver.name)  # their columns join the load cases' block
     Fq = Fq.reshape(len(Fq), -1)
     Q = solver.solve(np.hstack([Fq, uset.reduced(red.T)]) if ahead else Fq).reshape(len(Fq), -1)
     Xc, Q = (red.T @ Q[:, len(names):] if ahead else None), Q[:, : len(names)]
     U = red.expand(Q) if G is None else red.T @ Q + G
     timings["solve"] = time.perf_counter() - t
-    if uset is not None:
+    if newton:  # many elements (fibres): semismooth Newton per load case
+        U, F, timings["contact"] = _unilateral_newton(uset, solver, red, Kq, Fq, Q, G, F, names)
+    elif uset is not None:
         U, F, timings["contact"] = _unilateral(uset, solver, red, U, F, names, Xc)
     solver.trim()  # what the next set-up rebuilds anyway (an AMG hierarchy) is not kept through post-processing
     del Kq
@@ -257,6 +264,45 @@ def _unilateral(uset, solver: Solver, red: Reduction, U: np.ndarray, F: np.ndarr
     solver.info.clear()
     solver.info.update(info)
     return U, F, time.perf_counter() - t
+
+
+def _half_engaged(uset, Kq: sp.csr_matrix, T: sp.spmatrix) -> sp.csr_matrix:
+    """K_q + G_q diag(k / 2) G_q^T (G_q = T^T G): what the solver is set up on before unilateral Newton."""
+    from fembone.core.unilateral import _padded
+
+    Gq = sp.csc_matrix(T.T @ _padded(uset.G, T.shape[0]))
+    return (Kq + Gq @ sp.diags(0.5 * np.asarray(uset.k, float)) @ Gq.T).tocsr()
+
+
+def _unilateral_newton(uset, solver: Solver, red: Reduction, Kq: sp.csr_matrix, Fq: np.ndarray, Q: np.ndarray, G,
+                       F: np.ndarray, names: list[str]):
+    """:func:`fembone.core.unilateral_newton.solve_cases` from the load cases' solutions with the
+    elements half engaged, preconditioned by that factor or cycle (one application per block)."""
+    from fembone.core.unilateral import _padded
+    from fembone.core.unilateral_newton import solve_cases
+
+    t = time.perf_counter()
+    offsets = G if G is not None else (np.repeat(red.g[:, None], len(names), axis=1) if np.any(red.g) else None)
+    Q, Lam = solve_cases(uset, Kq, Fq, red.T, offsets, Q, _block_preconditioner(solver), names)
+    U = red.T @ Q + (offsets if offsets is not None else 0.0)
+    return U, F + np.asarray(_padded(uset.G, U.shape[0]) @ Lam), time.perf_counter() - t
+
+
+def _block_preconditioner(solver: Solver):
+    """The set-up solver as a fixed operator on a block R (n, k) -> approx K^-1 R: a factor solve
+    (PARDISO, SuperLU, CHOLMOD: all columns in one call), the p-multigrid cycle, or AMG's V-cycle
+    column by column."""
+    if hasattr(solver, "_apply"):  # PARDISO
+        return lambda R: solver._apply(R).reshape(R.shape)
+    if getattr(solver, "M", None) is not None and solver.name == "pmg":
+        return lambda R: solver.M(R).reshape(R.shape)
+    if getattr(solver, "M", None) is not None:  # AMG
+        return lambda R: np.column_stack([solver.M @ R[:, j] for j in range(R.shape[1])])
+    if hasattr(solver, "lu"):
+        return solver.lu.solve
+    if hasattr(solver, "factor"):
+        return solver.factor
+    raise SolverError(f"solver {solver.name} cannot precondition the unilateral Newton")
 
 
 _SETUP_WORDS = {"amg": "AMG hierarchy", "pardiso": "ordering and factorisation", "superlu": "factorisation"}

@@ -50,6 +50,11 @@ class UnilateralSet:
     #: solve all m columns in the load cases' block for these solvers (None: :data:`IN_BLOCK`)
     block_solvers: tuple[str, ...] | None = None
 
+    @property
+    def n(self) -> int:
+        """Number of elements m."""
+        return self.G.shape[1]
+
     def in_block(self, solver_name: str) -> bool:
         """Whether the columns K0^-1 g join the load cases' block (iterative solvers: there they
         ride along nearly free, a second block would repeat every iteration) or are solved
@@ -71,6 +76,17 @@ def _padded(G: sp.spmatrix, n: int) -> sp.csc_matrix:
     if G.shape[0] < n:
         G = sp.vstack([G, sp.csc_matrix((n - G.shape[0], G.shape[1]))]).tocsc()
     return G
+
+
+def merge(*sets: UnilateralSet) -> UnilateralSet:
+    """One set of all elements (directions padded to the longest); labels '' where a set has none.
+    Solved per load case by one method, so its info covers all of them."""
+    n = max(s.G.shape[0] for s in sets)
+    G = sp.hstack([_padded(s.G, n) for s in sets]).tocsc()
+    labels = [lab for s in sets for lab in (s.labels or [""] * s.n)]
+    blocks = [s.block_solvers for s in sets]
+    return UnilateralSet(G, np.concatenate([s.k for s in sets]), np.concatenate([s.h for s in sets]), labels,
+                         block_solvers=() if any(b == () for b in blocks) else None)
 
 
 class MissingColumn(Exception):

@@ -121,7 +121,10 @@ def test_lcp_rejects_a_singular_system():
 
 # ------------------------------------------------------------------------- segment input
 def _case(facets, **kw) -> dict:
-    c = {"name": "seg", "segment": {"levels": ["T12", "L1", "L2"], "mesh_size": 6.0, "order": 1, "facets": facets},
+    """The facet mechanism alone: an isotropic annulus (its tension-only fibres are unilateral too and
+    would break the springs' flexion/extension symmetry these tests pin)."""
+    c = {"name": "seg", "segment": {"levels": ["T12", "L1", "L2"], "mesh_size": 6.0, "order": 1, "facets": facets,
+                                    "disc": {"fibres": False}},
          "materials": {"preset": "normal"},
          "loadcases": {k: [{"preset": k, "moment": 7500}] for k in ("flexion", "extension", "axial_rotation")}}
     c.update(kw)
