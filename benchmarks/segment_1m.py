@@ -57,7 +57,7 @@ out["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 print(json.dumps(out))
 """
 
-STAGES = ("model", "assemble", "factorise", "solve", "postprocess")
+STAGES = ("model", "assemble", "factorise", "solve", "unilateral", "postprocess")
 
 
 def _run(size: float, solver: str, mesh_only: bool) -> dict:

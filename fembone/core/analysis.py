@@ -231,7 +231,7 @@ def solve(
     U = red.expand(Q) if G is None else red.T @ Q + G
     timings["solve"] = time.perf_counter() - t
     if newton:  # many elements (fibres): semismooth Newton per load case
-        U, F, timings["contact"] = _unilateral_newton(uset, solver, red, Kq, Fq, Q, G, F, names)
+        U, F, timings["unilateral"] = _unilateral_newton(uset, solver, red, Kq, Fq, Q, G, F, names)
     elif uset is not None:
         U, F, timings["contact"] = _unilateral(uset, solver, red, U, F, names, Xc)
     solver.trim()  # what the next set-up rebuilds anyway (an AMG hierarchy) is not kept through post-processing

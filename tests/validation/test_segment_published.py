@@ -20,13 +20,13 @@ screws in T12 and L2, 5.5 mm titanium rods).  Each published value and its band:
   extension), 73 % (lateral bending), 48 % (axial rotation); band +-15 points (stated).
 
 None of the bands was chosen after seeing the model's answer and no parameter was tuned.
-Known misses (pinned outside their band, reasons in the README): extension (the linear,
-symmetric model gives extension = flexion; specimens are stiffer in extension where the
-facets come into contact) and axial rotation (about 2.5x Yamamoto's mean: no annulus fibres
-or ligaments), and hence the fixation's axial-rotation reduction.  Facet contact (gap
-elements, ``facets: {model: contact}``) was measured against the same bands to choose the
-default: it keeps both misses (extension still equals flexion, axial rotation grows), so the
-springs stay the default and the contact results are pinned too.
+The default annulus carries tension-only collagen fibres (two families at +-30 deg, 450 MPa in
+16 % of the volume: the lumbar FE models' values, fembone.spine.annulus).  Known miss (pinned
+outside its band, reasons in the README): extension at T12-L1 (extension stays close to flexion:
+specimens are stiffer in extension, where the facets come into contact).  Two alternatives are
+measured against the same bands: the isotropic annulus without fibres (the earlier default:
+axial rotation about 2.5x Yamamoto's mean, fixation's axial-rotation reduction too large) and
+facet contact (gap elements, ``facets: {model: contact}``), which is not the default.
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ SPREAD = 0.35
 PIMENTA_REDUCTION = {"flexion": 0.81, "lateral_bending": 0.73, "axial_rotation": 0.48}
 REDUCTION_BAND = 0.15
 
-KNOWN_MISSES = {("extension", "T12-L1"), ("extension", "L1-L2"), ("axial_rotation", "T12-L1"), ("axial_rotation", "L1-L2")}
-KNOWN_REDUCTION_MISSES = {("axial_rotation", "T12-L1"), ("axial_rotation", "L1-L2")}
+KNOWN_MISSES = {("extension", "T12-L1")}
+KNOWN_REDUCTION_MISSES: set = set()
+#: the isotropic annulus (segment.disc.fibres: false), the earlier default
+ISOTROPIC_MISSES = {("extension", "T12-L1"), ("extension", "L1-L2"), ("axial_rotation", "T12-L1"), ("axial_rotation", "L1-L2")}
 
 
 def band(loadcase: str, pair: str) -> tuple[float, float]:
@@ -59,9 +61,10 @@ def band(loadcase: str, pair: str) -> tuple[float, float]:
     return lo, hi
 
 
-def _case(fixed: bool, facets=True) -> dict:
+def _case(fixed: bool, facets=True, fibres=True) -> dict:
     c = {"name": "T12-L2-fixed" if fixed else "T12-L2",
-         "segment": {"levels": ["T12", "L1", "L2"], "mesh_size": 6.0, "order": 2, "shell_thickness": 2.0, "facets": facets},
+         "segment": {"levels": ["T12", "L1", "L2"], "mesh_size": 6.0, "order": 2, "shell_thickness": 2.0, "facets": facets,
+                     "disc": {"fibres": fibres}},
          "materials": {"preset": "normal"},
          "loadcases": {k: [{"preset": k, "moment": 7500}] for k in MOMENTS}}
     if fixed:
@@ -69,26 +72,32 @@ def _case(fixed: bool, facets=True) -> dict:
     return c
 
 
-def _rom(facets) -> dict:
+def _rom(facets, fibres=True, fixations=(False, True)) -> dict:
     out = {}
-    for fixed in (False, True):
-        model = build_model(_case(fixed, facets), base=".", source="validation")
+    for fixed in fixations:
+        model = build_model(_case(fixed, facets, fibres), base=".", source="validation")
         res = solve(model, nodal=False)
         out[fixed] = {k: res.loadcases[k].extra["segment"]["range_of_motion_deg"] for k in MOMENTS}
-    print(f"facets {facets}\nload case        pair     intact  band (deg)      fixed  reduction  Pimenta 2012")
+    print(f"facets {facets}, fibres {fibres}\nload case        pair     intact  band (deg)      fixed  reduction  Pimenta 2012")
     for k in MOMENTS:
         for p, v in out[False][k].items():
             lo, hi = band(k, p)
-            red = 1 - out[True][k][p] / v
+            fx = out.get(True, {}).get(k, {}).get(p, float("nan"))
             pim = PIMENTA_REDUCTION.get(k, PIMENTA_REDUCTION["flexion"])
-            print(f"{k:16s} {p:8s} {v:6.2f}  [{lo:4.2f}, {hi:4.2f}]   {out[True][k][p]:6.2f}   {red:6.1%}     {pim:.0%}")
+            print(f"{k:16s} {p:8s} {v:6.2f}  [{lo:4.2f}, {hi:4.2f}]   {fx:6.2f}   {1 - fx / v:6.1%}     {pim:.0%}")
     return out
 
 
 @pytest.fixture(scope="module")
 def rom():
-    """The default facet model (linear springs)."""
+    """The default model: annulus fibres, linear facet springs."""
     return _rom(True)
+
+
+@pytest.fixture(scope="module")
+def rom_isotropic():
+    """The isotropic annulus (no fibres), intact only: the earlier default, for what the fibres change."""
+    return _rom(True, fibres=False, fixations=(False,))
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +117,27 @@ def test_intact_rom_within_published_band(rom, loadcase, pair):
         assert lo <= v <= hi, f"{loadcase} {pair}: {v:.2f} deg outside [{lo:.2f}, {hi:.2f}]"
 
 
-def test_axial_rotation_miss_is_about_two_and_a_half_times_yamamoto(rom):
-    """The documented size of the axial-rotation miss at L1-L2 (README): 2-3x Yamamoto's 10 N m mean."""
-    ratio = rom[False]["axial_rotation"]["L1-L2"] / YAMAMOTO_L1L2_10NM["axial_rotation"]
-    assert 2.0 < ratio < 3.0, ratio
+@pytest.mark.parametrize("loadcase", MOMENTS)
+@pytest.mark.parametrize("pair", ["T12-L1", "L1-L2"])
+def test_isotropic_annulus_misses_axial_rotation(rom_isotropic, loadcase, pair):
+    """Without fibres (segment.disc.fibres: false) axial rotation and extension lie above their bands:
+    the shear stiffness of an isotropic 4.2 MPa annulus is what the fibres replace."""
+    v = rom_isotropic[False][loadcase][pair]
+    lo, hi = band(loadcase, pair)
+    if (loadcase, pair) in ISOTROPIC_MISSES:
+        assert v > hi, f"isotropic {loadcase} {pair}: {v:.2f} deg is now inside [{lo:.2f}, {hi:.2f}]"
+    else:
+        assert lo <= v <= hi, f"isotropic {loadcase} {pair}: {v:.2f} deg outside [{lo:.2f}, {hi:.2f}]"
+
+
+def test_fibres_bring_axial_rotation_to_yamamoto(rom, rom_isotropic):
+    """L1-L2 axial rotation: 2.0-3.0x Yamamoto's 10 N m mean without fibres, and with them within the
+    interval the 7.5 N m mean lies in (0.75-1.0x the 10 N m mean, before the specimen spread)."""
+    iso = rom_isotropic[False]["axial_rotation"]["L1-L2"] / YAMAMOTO_L1L2_10NM["axial_rotation"]
+    fib = rom[False]["axial_rotation"]["L1-L2"] / YAMAMOTO_L1L2_10NM["axial_rotation"]
+    print(f"L1-L2 axial rotation / Yamamoto 10 N m mean: isotropic {iso:.2f}, fibres {fib:.2f}")
+    assert 2.0 < iso < 3.0, iso
+    assert 0.75 <= fib <= 1.0, fib
 
 
 @pytest.mark.parametrize("loadcase", list(PIMENTA_REDUCTION))
@@ -140,17 +166,16 @@ def test_contact_rom_against_published_band(rom_contact, loadcase, pair):
 
 
 @pytest.mark.parametrize("pair", ["T12-L1", "L1-L2"])
-def test_contact_leaves_extension_equal_to_flexion(rom, rom_contact, pair):
+def test_contact_leaves_extension_near_flexion(rom, rom_contact, pair):
     """Why contact is not the default: the joint's normal is horizontal, so flexion and extension
-    move it by a few hundredths of a mm against a 0.5 mm gap; every joint stays open, extension
-    equals flexion and both differ from the springs' by < 1 % (the springs carried ~5 N)."""
-    f, e = rom_contact[False]["flexion"][pair], rom_contact[False]["extension"][pair]
-    assert e == pytest.approx(f, rel=1e-6)
-    assert f == pytest.approx(rom[False]["flexion"][pair], rel=0.01)
+    move it by a few hundredths of a mm against a 0.5 mm gap; the joints stay open in flexion and
+    extension, which then differ from the springs' by < 2 % (the springs carried ~5 N)."""
+    for k in ("flexion", "extension"):
+        assert rom_contact[False][k][pair] == pytest.approx(rom[False][k][pair], rel=0.02)
 
 
 @pytest.mark.parametrize("pair", ["T12-L1", "L1-L2"])
 def test_contact_softens_axial_rotation(rom, rom_contact, pair):
     """Contact removes the tension-side springs and adds a gap on the compressed side: axial
-    rotation grows (from ~2.5x to ~3x Yamamoto's L1-L2 mean), the miss gets larger."""
-    assert rom_contact[False]["axial_rotation"][pair] > 1.1 * rom[False]["axial_rotation"][pair]
+    rotation grows."""
+    assert rom_contact[False]["axial_rotation"][pair] > 1.05 * rom[False]["axial_rotation"][pair]
