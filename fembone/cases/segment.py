@@ -9,6 +9,7 @@ Keys::
       facets: true                   # or {model: spring | contact, gap: 0.5 (contact), normal_stiffness: 600,
                                      #     shear_stiffness: 6, angle_deg: 30}
       disc: {height: 10, nucleus_fraction: 0.43, annulus: {E: 4.2, nu: 0.45}, nucleus: {E: 1.0, nu: 0.499}}
+      ligaments: false               # or true, or {names: [ALL, PLL, LF, ISL, SSL], scale: 1.0}: tension-only springs
       index: L1                      # the level whose body load sharing is reported (default: the middle one)
       vertebrae: {L1: {ct: {...}}}   # levels from CT or {surface: {file: ..., units: m}} (fembone.cases.segment_spec)
     materials: {preset: normal}
@@ -28,7 +29,8 @@ displacements, a follower load along that path is exactly this force).  Screws: 
 screws of each named level, their heads ``head_height`` mm behind the lamina (the tulip,
 protruding), coupled to the bone over their surface.  Rods: titanium beams through the heads
 of each side, the heads shared (rigid joints).  Outputs per load case: ``segment``
-(rotations, ``range_of_motion_deg`` per level pair about the moment axis, facet forces),
+(rotations, ``range_of_motion_deg`` per level pair about the moment axis, facet forces,
+``ligament_forces`` per pair and ligament when ``ligaments`` is on),
 ``load_sharing`` (axial force across the index body's mid-plane: body, posterior elements,
 implants), ``screws`` and ``rods`` (peak von Mises against yield).  Units: mm, N, MPa, N mm.
 """
@@ -60,6 +62,7 @@ from fembone.core.selectors import orient_faces
 from fembone.core.unilateral import merge
 from fembone.spine.annulus import annulus_fibre_set
 from fembone.spine.geometry.vertebra_dims import vertebra_landmarks
+from fembone.spine.ligaments import add_ligaments, ligament_forces
 from fembone.spine.screw_coupling import reapply_core_softening
 from fembone.spine.screws import Screw, embed, screw_results
 from fembone.spine.segment import build_segment, tie_discs
@@ -176,6 +179,9 @@ class SegmentExtension(Extension):
         if spec.fibres is not None:  # tension-only annulus collagen: unilateral elements with the facet contact
             fset, ctx.meta["segment"]["annulus_fibres"] = annulus_fibre_set(model, seg, spec.fibres)
             model.meta["_unilateral"] = merge(model.meta["_unilateral"], fset) if "_unilateral" in model.meta else fset
+        if spec.ligaments is not None:  # tension-only ligament springs (fembone.spine.ligaments), opt-in
+            lset, ctx.meta["segment"]["ligaments"] = add_ligaments(model, seg, spec.ligaments, spec.geometry.mesh_size)
+            model.meta["_unilateral"] = merge(model.meta["_unilateral"], lset) if "_unilateral" in model.meta else lset
         bottom = np.unique(ctx.mesh.facet_sets[f"{seg.levels[-1]}.disc_inferior_face"])
         model.constraints.fix((3 * bottom[:, None] + np.arange(3)).ravel(), label=f"segment: {seg.levels[-1]} inferior disc face (fixed)")
         faces, _ = orient_faces(ctx.mesh, ctx.mesh.facet_sets[f"{seg.levels[0]}.disc_superior_face"])
@@ -354,6 +360,8 @@ def segment_postprocessor(model, geom, res) -> dict:
     pre = res.solutions.get(PRELOAD_CASE) if res.name != PRELOAD_CASE else None
     rom = range_of_motion(model, seg, u if pre is None else u - pre, axis)  # from the installed state
     out = {"segment": {**rom, "facet_forces": facet_forces(model, u)}}
+    if model.meta.get("_ligaments"):
+        out["segment"]["ligament_forces"] = ligament_forces(model, u)
     ci = model.meta["_unilateral"].info if "_unilateral" in model.meta else {}
     if any(f["model"] == "contact" for f in model.meta.get("_facets", [])):  # this load case's own active set
         out["segment"]["facet_contact"] = {"closed": ci["closed"].get(res.name, []), "pivots": ci["pivots"].get(res.name, 0),

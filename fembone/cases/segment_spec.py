@@ -35,6 +35,8 @@ from fembone.core.materials import Isotropic
 from fembone.spine.annulus import AnnulusFibres
 from fembone.spine.bone import vertebra_materials
 from fembone.spine.geometry.vertebra_dims import vertebra_landmarks
+from fembone.spine.ligaments import NAMES as LIGAMENT_NAMES
+from fembone.spine.ligaments import Ligaments
 from fembone.spine.screws import SCREW_MATERIALS, Screw
 from fembone.spine.segment import (
     SegmentGeometry,
@@ -73,6 +75,7 @@ class SegmentSpec:
     cement: list = field(default_factory=list)  # (level, CementSpec)
     imported: dict[str, ImportSpec] = field(default_factory=dict)  # level -> CT / surface (segment.vertebrae)
     fibres: AnnulusFibres | None = AnnulusFibres()  # annulus collagen (segment.disc.fibres; None: an isotropic annulus)
+    ligaments: Ligaments | None = None  # tension-only ligament springs (segment.ligaments; None: none, the default)
     base: Path = Path(".")  # the case file's folder (imported files are relative to it)
 
 
@@ -88,6 +91,27 @@ def _parse_fibres(value, path: str) -> AnnulusFibres | None:
     return AnnulusFibres(S.number(m.get("angle_deg", d.angle_deg), f"{path}.angle_deg", lo=0.0, hi=90.0),
                          S.number(m.get("E", d.E), f"{path}.E", lo=0, lo_open=True),
                          S.number(m.get("volume_fraction", d.volume_fraction), f"{path}.volume_fraction", lo=0, hi=1, lo_open=True))
+
+
+def _parse_ligaments(value, path: str) -> Ligaments | None:
+    """``false`` (none, the default), ``true`` (all five at Pintar's stiffness) or ``{names: [ALL,
+    PLL, LF, ISL, SSL], scale: 1.0}`` (fembone.spine.ligaments)."""
+    if value is False or value is None:
+        return None
+    if value is True:
+        return Ligaments()
+    m = S.mapping(value, path, allowed=("names", "scale"))
+    names = []
+    for i, n in enumerate(S.seq(m.get("names", list(LIGAMENT_NAMES)), f"{path}.names")):
+        key = S.string(n, f"{path}.names[{i}]").strip().upper()
+        if key not in LIGAMENT_NAMES:
+            raise InputError(f"unknown ligament {n!r} (expected one of: {', '.join(LIGAMENT_NAMES)})", f"{path}.names[{i}]")
+        if key in names:
+            raise InputError(f"ligament {key} is named twice", f"{path}.names[{i}]")
+        names.append(key)
+    if not names:
+        raise InputError("name at least one ligament (or give ligaments: false)", f"{path}.names")
+    return Ligaments(tuple(names), S.number(m.get("scale", 1.0), f"{path}.scale", lo=0, lo_open=True))
 
 
 def _parse_facets(value, path: str) -> FacetModel | None:
@@ -128,7 +152,8 @@ def parse_segment(raw: dict, source: str, base: Path) -> SegmentSpec:
         if k in raw:
             raise InputError(f"give either 'segment' or '{k}', not both (a segment holds its vertebrae and set-up)", k)
     seg = S.mapping(raw["segment"], "segment", allowed=("levels", "mesh_size", "order", "shell_thickness", "cortex_thickness",
-                                                        "disc", "facets", "index", "vertebrae"), required=("levels",))
+                                                        "disc", "facets", "index", "vertebrae", "ligaments"),
+                   required=("levels",))
     levels = parse_levels(seg["levels"], "segment.levels")
     order = S.integer(seg.get("order", 2), "segment.order")
     if order not in (1, 2):
@@ -150,8 +175,12 @@ def parse_segment(raw: dict, source: str, base: Path) -> SegmentSpec:
         mats["cortical_shell"] = Isotropic(name=c.name, E=c.E * cortex / shell, nu=c.nu)
         info.update(cortical_E_tissue=c.E, cortical_E_shell=c.E * cortex / shell, cortex_thickness=cortex)
     spec = SegmentSpec(g, _parse_facets(seg.get("facets", True), "segment.facets"), mats, info, disc, index,
-                       fibres=_parse_fibres(d.get("fibres", True), "segment.disc.fibres"))
+                       fibres=_parse_fibres(d.get("fibres", True), "segment.disc.fibres"),
+                       ligaments=_parse_ligaments(seg.get("ligaments", False), "segment.ligaments"))
     spec.imported = _parse_vertebrae(seg.get("vertebrae", {}), g)
+    if spec.ligaments is not None and spec.imported:
+        raise InputError(f"ligaments are attached by the generator's landmarks; {', '.join(spec.imported)} "
+                         "come from segment.vertebrae", "segment.ligaments")
     spec.base = Path(base)
     for i, e in enumerate(S.seq(raw.get("lesions", []), "lesions")):
         lv, rest = _level_of(S.mapping(e, f"lesions[{i}]"), f"lesions[{i}]", levels, "lesion")
