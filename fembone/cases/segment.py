@@ -8,7 +8,9 @@ Keys::
       order: 2
       facets: true                   # or {model: spring | contact, gap: 0.5 (contact), normal_stiffness: 600,
                                      #     shear_stiffness: 6, angle_deg: 30}
-      disc: {height: 10, nucleus_fraction: 0.43, annulus: {E: 4.2, nu: 0.45}, nucleus: {E: 1.0, nu: 0.499}}
+      disc: {height: 10, nucleus_fraction: 0.43, annulus: {E: 4.2, nu: 0.45}, nucleus: {E: 1.0, nu: 0.499},
+             fibres: true}           # or false (isotropic annulus), or {angle_deg: 30, E: 450, volume_fraction: 0.16}:
+                                     # tension-only collagen families (fembone.spine.annulus)
       ligaments: false               # or true, or {names: [ALL, PLL, LF, ISL, SSL], scale: 1.0}: tension-only springs
       index: L1                      # the level whose body load sharing is reported (default: the middle one)
       vertebrae: {L1: {ct: {...}}}   # levels from CT or {surface: {file: ..., units: m}} (fembone.cases.segment_spec)

@@ -23,7 +23,7 @@ from fembone.core.loads import face_quadrature
 from fembone.core.model import Model, Probe
 from fembone.core.results import Fields, compute_fields, equivalent_strain, principal, von_mises
 from fembone.core.solvers import AMG, MaskedMatrix, Solver, choose_solver
-from fembone.core.unilateral_newton import LCP_LIMIT
+from fembone.core.unilateral_newton import LCP_LIMIT, NEWTON_START_RTOL
 
 EQUILIBRIUM_TOL = 1e-8
 #: model.meta keys reported in summary.json's provenance block rather than under meta
@@ -218,7 +218,8 @@ def solve(
     log.log(level, "setting up solver %s (%s)", solver.name, _SETUP_WORDS.get(solver.name, "factorisation"))
     # with many unilateral elements the factor (cycle) is made with them half engaged, K_q + G_q diag(k/2) G_q^T:
     # the start of Newton and its CG preconditioner, within a factor 2 of every active set's matrix
-    solver.setup(_half_engaged(uset, Kq, red.T) if newton else Kq, near_nullspace=B)
+    Gq = _reduced_columns(uset, red.T) if newton else None
+    solver.setup((Kq + Gq @ sp.diags(0.5 * np.asarray(uset.k, float)) @ Gq.T).tocsr() if newton else Kq, near_nullspace=B)
     timings["factorise"] = time.perf_counter() - t
     progress("factorise", timings["factorise"], f"solver {solver.name}")
 
@@ -226,12 +227,16 @@ def solve(
     t = time.perf_counter()
     ahead = uset is not None and not newton and uset.in_block(solver.name)  # their columns join the load cases' block
     Fq = Fq.reshape(len(Fq), -1)
+    rtol = solver.rtol
+    if newton:  # only Newton's start: an iterative solver need not converge it far
+        solver.rtol = max(rtol, NEWTON_START_RTOL)
     Q = solver.solve(np.hstack([Fq, uset.reduced(red.T)]) if ahead else Fq).reshape(len(Fq), -1)
+    solver.rtol = rtol
     Xc, Q = (red.T @ Q[:, len(names):] if ahead else None), Q[:, : len(names)]
     U = red.expand(Q) if G is None else red.T @ Q + G
     timings["solve"] = time.perf_counter() - t
     if newton:  # many elements (fibres): semismooth Newton per load case
-        U, F, timings["unilateral"] = _unilateral_newton(uset, solver, red, Kq, Fq, Q, G, F, names)
+        U, F, timings["unilateral"] = _unilateral_newton(uset, solver, red, Kq, Gq, Fq, Q, G, F, names)
     elif uset is not None:
         U, F, timings["contact"] = _unilateral(uset, solver, red, U, F, names, Xc)
     solver.trim()  # what the next set-up rebuilds anyway (an AMG hierarchy) is not kept through post-processing
@@ -266,16 +271,15 @@ def _unilateral(uset, solver: Solver, red: Reduction, U: np.ndarray, F: np.ndarr
     return U, F, time.perf_counter() - t
 
 
-def _half_engaged(uset, Kq: sp.csr_matrix, T: sp.spmatrix) -> sp.csr_matrix:
-    """K_q + G_q diag(k / 2) G_q^T (G_q = T^T G): what the solver is set up on before unilateral Newton."""
+def _reduced_columns(uset, T: sp.spmatrix) -> sp.csc_matrix:
+    """G_q = T^T G of unilateral elements (directions padded to the model's DOFs)."""
     from fembone.core.unilateral import _padded
 
-    Gq = sp.csc_matrix(T.T @ _padded(uset.G, T.shape[0]))
-    return (Kq + Gq @ sp.diags(0.5 * np.asarray(uset.k, float)) @ Gq.T).tocsr()
+    return sp.csc_matrix(T.T @ _padded(uset.G, T.shape[0]))
 
 
-def _unilateral_newton(uset, solver: Solver, red: Reduction, Kq: sp.csr_matrix, Fq: np.ndarray, Q: np.ndarray, G,
-                       F: np.ndarray, names: list[str]):
+def _unilateral_newton(uset, solver: Solver, red: Reduction, Kq: sp.csr_matrix, Gq: sp.csc_matrix, Fq: np.ndarray,
+                       Q: np.ndarray, G, F: np.ndarray, names: list[str]):
     """:func:`fembone.core.unilateral_newton.solve_cases` from the load cases' solutions with the
     elements half engaged, preconditioned by that factor or cycle (one application per block)."""
     from fembone.core.unilateral import _padded
@@ -283,7 +287,7 @@ def _unilateral_newton(uset, solver: Solver, red: Reduction, Kq: sp.csr_matrix, 
 
     t = time.perf_counter()
     offsets = G if G is not None else (np.repeat(red.g[:, None], len(names), axis=1) if np.any(red.g) else None)
-    Q, Lam = solve_cases(uset, Kq, Fq, red.T, offsets, Q, _block_preconditioner(solver), names)
+    Q, Lam = solve_cases(uset, Kq, Gq, Fq, red.T, offsets, Q, _block_preconditioner(solver), names)
     U = red.T @ Q + (offsets if offsets is not None else 0.0)
     return U, F + np.asarray(_padded(uset.G, U.shape[0]) @ Lam), time.perf_counter() - t
 

@@ -83,3 +83,26 @@ def test_segment_parses_and_loads_route_to_it():
     assert [s.name for s, _, _ in seg.screws] == ["T12_left", "T12_right", "L2_left", "L2_right"]
     assert spec.loadcases["flexion"][0].magnitude == 7500
     assert seg.index == "L1"
+
+
+@pytest.mark.parametrize("fibres, key", [
+    ({"E": -450}, "segment.disc.fibres.E"),
+    ({"angle_deg": 120}, "segment.disc.fibres.angle_deg"),
+    ({"volume_fraction": 0.0}, "segment.disc.fibres.volume_fraction"),
+    ({"modulus": 450}, "segment.disc.fibres"),
+    ("yes", "segment.disc.fibres"),
+])
+def test_bad_annulus_fibres_name_the_key(fibres, key):
+    seg = {"levels": ["T12", "L1"], "mesh_size": 4.0, "order": 1, "disc": {"fibres": fibres}}
+    assert key in error(case(segment=seg))
+
+
+def test_annulus_fibres_default_on_and_switch_off():
+    """Default: the lumbar FE models' collagen (450 MPa, 16 %, +-30 deg): 36 MPa per family."""
+    on = parse_case(case(), ".", "seg.yaml").extensions["segment"].fibres
+    assert (on.angle_deg, on.E, on.volume_fraction) == (30.0, 450.0, 0.16)
+    assert on.family_modulus == pytest.approx(36.0, rel=1e-12)
+    off = parse_case(case(segment={"levels": ["T12", "L1"], "disc": {"fibres": False}}), ".", "seg.yaml")
+    assert off.extensions["segment"].fibres is None
+    some = parse_case(case(segment={"levels": ["T12", "L1"], "disc": {"fibres": {"angle_deg": 25}}}), ".", "seg.yaml")
+    assert some.extensions["segment"].fibres.angle_deg == 25.0 and some.extensions["segment"].fibres.E == 450.0
