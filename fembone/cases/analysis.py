@@ -100,6 +100,22 @@ def _law(value, path: str) -> BoneLaw | None:
     return law
 
 
+def _no_unilateral(seg) -> None:
+    """The strength path (fembone.core.nonlinear) has no unilateral elements: a segment's annulus
+    fibres, facet contact or ligaments would be dropped silently, so they are refused by key."""
+    if not isinstance(seg, dict):
+        return
+    disc, facets = seg.get("disc") or {}, seg.get("facets")
+    if isinstance(disc, dict) and disc.get("fibres", True) is not False:
+        raise InputError("the strength path has no tension-only elements yet: set segment.disc.fibres: false "
+                         "(an isotropic annulus) for analysis: strength", "segment.disc.fibres")
+    if isinstance(facets, dict) and facets.get("model") == "contact":
+        raise InputError("the strength path has no contact elements yet: use the facet springs (model: spring)",
+                         "segment.facets.model")
+    if seg.get("ligaments") not in (None, False):
+        raise InputError("the strength path has no tension-only elements yet: leave the ligaments out", "segment.ligaments")
+
+
 def parse_analysis(raw: dict) -> AnalysisSpec:
     p = "analysis"
     a = S.mapping(raw["analysis"], p, allowed=("type", "max_displacement", "steps", "laws", "linear", "tolerance",
@@ -109,6 +125,7 @@ def parse_analysis(raw: dict) -> AnalysisSpec:
         if raw.get("constraints"):
             raise InputError("a strength analysis needs the segment's own set-up (top plate, fixed bottom face); "
                              "this case defines its own constraints", f"{p}.type")
+        _no_unilateral(raw["segment"])
     elif not is_vertebra(raw):
         raise InputError("a strength analysis needs a vertebra model (vertebra: ... or materials: {preset: ...})", f"{p}.type")
     setup = "segment" if "segment" in raw else _setup_of(raw)

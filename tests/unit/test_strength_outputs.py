@@ -20,6 +20,7 @@ from test_ct import _toy_vertebra, _write_pair
 from fembone.apps.cli import main
 from fembone.apps.viz.curves import strength_data
 from fembone.cases import build_model
+from fembone.core.errors import FemboneError
 from fembone.cases.strength_run import bone_plastic_set
 from fembone.core.analysis import solve
 from fembone.core.output import write_results
@@ -186,7 +187,7 @@ def test_segment_top_plate_pushed_to_strength():
     """T12-L2 (the mesh of the segment tests): the top plate is pushed down with the bottom face fixed; the
     path's initial stiffness is the linear one, 800 N over the plate's z displacement under the standing load
     (both with the plate's other DOFs free)."""
-    c = {"name": "seg", "segment": {"levels": ["T12", "L1", "L2"], "mesh_size": 4.0, "order": 1},
+    c = {"name": "seg", "segment": {"levels": ["T12", "L1", "L2"], "mesh_size": 4.0, "order": 1, "disc": {"fibres": False}},
          "materials": {"preset": "normal"},
          "analysis": {"type": "strength", "max_displacement": 0.4, "steps": 2},
          "loadcases": {"standing": [{"preset": "compression", "force": 800.0}]}}
@@ -228,3 +229,22 @@ def test_shipped_example_parses(name, dmax, steps):
     spec = parse_case(parse_yaml(path.read_text(), str(path)), base=path.parent, source=str(path))
     a = spec.extensions["analysis"]
     assert (a.type, a.max_displacement, a.steps) == ("strength", dmax, steps)
+
+
+@pytest.mark.parametrize("seg, key", [
+    ({}, "segment.disc.fibres"),  # the fibres are on by default
+    ({"disc": {"fibres": {"E": 400}}}, "segment.disc.fibres"),
+    ({"disc": {"fibres": False}, "facets": {"model": "contact"}}, "segment.facets.model"),
+    ({"disc": {"fibres": False}, "ligaments": True}, "segment.ligaments"),
+])
+def test_segment_strength_refuses_unilateral_elements(seg, key):
+    """The strength path has no unilateral elements: fibres, facet contact and ligaments are refused by key
+    (they would otherwise be dropped silently)."""
+    c = {"name": "seg", "segment": {"levels": ["T12", "L1"], "mesh_size": 4.0, "order": 1, **seg},
+         "materials": {"preset": "normal"}, "analysis": {"type": "strength"},
+         "loadcases": {"standing": [{"preset": "compression", "force": 800.0}]}}
+    with pytest.raises(FemboneError) as exc:
+        build_model(c, source="seg.yaml")
+    msg = str(exc.value)
+    print(msg)
+    assert msg.startswith(f"seg.yaml: {key}:") and "\n" not in msg
