@@ -211,7 +211,7 @@ def test_segment_strength_input_is_checked_like_a_vertebra(change, where):
     from fembone.cases import parse_case
     from fembone.core.errors import InputError
 
-    c = {"name": "seg", "segment": {"levels": ["T12", "L1"], "mesh_size": 4.0, "order": 1},
+    c = {"name": "seg", "segment": {"levels": ["T12", "L1"], "mesh_size": 4.0, "order": 1, "disc": {"fibres": False}},
          "analysis": {"type": "strength", **change}, "loadcases": {"s": [{"preset": "compression", "force": 800.0}]}}
     with pytest.raises(InputError) as exc:
         parse_case(c, source="seg.yaml")
