@@ -283,11 +283,12 @@ def _unilateral_newton(uset, solver: Solver, red: Reduction, Kq: sp.csr_matrix, 
     """:func:`fembone.core.unilateral_newton.solve_cases` from the load cases' solutions with the
     elements half engaged, preconditioned by that factor or cycle (one application per block)."""
     from fembone.core.unilateral import _padded
-    from fembone.core.unilateral_newton import solve_cases
+    from fembone.core.unilateral_newton import RTOL, RTOL_DIRECT, solve_cases
 
     t = time.perf_counter()
     offsets = G if G is not None else (np.repeat(red.g[:, None], len(names), axis=1) if np.any(red.g) else None)
-    Q, Lam = solve_cases(uset, Kq, Gq, Fq, red.T, offsets, Q, _block_preconditioner(solver), names)
+    rtol = RTOL if solver.name in ("amg", "pmg") else RTOL_DIRECT
+    Q, Lam = solve_cases(uset, Kq, Gq, Fq, red.T, offsets, Q, _block_preconditioner(solver), names, rtol)
     U = red.T @ Q + (offsets if offsets is not None else 0.0)
     return U, F + np.asarray(_padded(uset.G, U.shape[0]) @ Lam), time.perf_counter() - t
 

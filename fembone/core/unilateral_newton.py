@@ -14,8 +14,8 @@ engaged elements) is the primal-dual active-set method of Hintermueller, Ito & K
 (SIAM J Optim 13:865): when A is right, one step is exact.  Every step is followed by an exact
 line search on Pi (the derivative along the step is monotone and piecewise linear; bisection),
 which makes each iterate lower the potential, so the iterations cannot cycle between active sets
-(Nocedal & Wright 2006, Numerical Optimization, sec. 3.1 [M]).  Stops when the active set repeats
-and the residual is below ``rtol`` |f|.  Units: mm, N (fibre elements: k in N mm, s a strain).
+(Nocedal & Wright 2006, Numerical Optimization, sec. 3.1 [M]).  Stops when the residual, with the
+elements' forces at the current iterate, is below ``rtol`` |f|.  Units: mm, N (fibre elements: k in N mm, s a strain).
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ log = logging.getLogger("fembone.unilateral")
 
 #: above this many elements :func:`fembone.core.analysis.solve` uses Newton instead of the exact LCP
 LCP_LIMIT = 200
-#: equilibrium tolerance: |f + G lambda - K q| <= RTOL |f|
-RTOL = 1e-9
+#: equilibrium tolerance: |f + G lambda - K q| <= RTOL |f| (the iterative linear solves' CG target too);
+#: with a direct solver's factor as preconditioner :data:`RTOL_DIRECT` (as exact as its linear solves, nearly free)
+RTOL = 1e-10
+RTOL_DIRECT = 1e-12
 MAX_ITER = 60
 #: relative residual to which an iterative solver takes Newton's start (the half-engaged solution)
 NEWTON_START_RTOL = 1e-3
@@ -119,11 +121,13 @@ def newton(Kq, Fq: np.ndarray, Gq: sp.csc_matrix, Sg: np.ndarray, k: np.ndarray,
         Lam = k[:, None] * np.maximum(C, 0.0)
         R = Fq + Gq @ Lam - Kq @ Q
         rn = np.linalg.norm(R, axis=0) / nf
-        same = np.ones(nc, bool) if prev is None else (engaged == prev).all(axis=0)
-        todo = np.flatnonzero(~((rn <= rtol) & same))
+        same = np.zeros(nc, bool) if prev is None else _settled(engaged, prev, C, Gq, k, 0.1 * rtol * nf)
+        # r holds the elements' forces at q itself, so |r| <= rtol |f| is equilibrium whatever the
+        # active set did last (elements at zero strain may flip on round-off: a rigid motion)
+        todo = np.flatnonzero(rn > rtol)
         log.debug("  unilateral Newton %d: residuals %s, engaged %s", it, np.array2string(rn, precision=1),
                   engaged.sum(axis=0).tolist())
-        for j in np.flatnonzero((rn <= rtol) & same):
+        for j in np.flatnonzero(rn <= rtol):
             if "residual" not in info[j]:
                 info[j].update(iterations=it, residual=float(rn[j]), engaged=int(engaged[:, j].sum()))
         if len(todo) == 0:
@@ -132,8 +136,7 @@ def newton(Kq, Fq: np.ndarray, Gq: sp.csc_matrix, Sg: np.ndarray, k: np.ndarray,
             break
         # while the active set changes a rough step does (the line search keeps descent); once it
         # repeats, the step is the exact one and is solved to the tolerance
-        repeats = same[todo] if prev is not None else np.zeros(len(todo), bool)
-        eta = float(np.min(np.where(repeats, np.minimum(ETA_CHANGING, 0.1 * rtol / rn[todo]), ETA_CHANGING)))
+        eta = float(np.min(np.where(same[todo], np.minimum(ETA_CHANGING, 0.1 * rtol / rn[todo]), ETA_CHANGING)))
         dQ, cg = _block_pcg(EngagedBlock(Kq, Gq, k, engaged[:, todo]), R[:, todo], precondition, eta, maxiter_cg)
         for c, j in enumerate(todo):
             info[j].setdefault("cg_iterations", []).append(int(cg[c]))
@@ -150,8 +153,19 @@ def newton(Kq, Fq: np.ndarray, Gq: sp.csc_matrix, Sg: np.ndarray, k: np.ndarray,
                       f"{int(engaged[:, bad].sum())} of {len(k)} elements engaged)")
 
 
+def _settled(engaged: np.ndarray, prev: np.ndarray, C: np.ndarray, Gq: sp.csc_matrix, k: np.ndarray,
+             floor: np.ndarray) -> np.ndarray:
+    """Per load case: the active set repeats, up to elements whose flip moves the residual by less
+    than ``floor`` (N): |G_flipped k |c|| (elements at round-off strain, e.g. under a rigid motion)."""
+    out = np.empty(engaged.shape[1], bool)
+    for j in range(engaged.shape[1]):
+        fl = np.flatnonzero(engaged[:, j] != prev[:, j])
+        out[j] = len(fl) == 0 or np.linalg.norm(Gq[:, fl] @ (k[fl] * np.abs(C[fl, j]))) <= floor[j]
+    return out
+
+
 def solve_cases(uset, Kq, Gq: sp.csc_matrix, Fq: np.ndarray, T: sp.spmatrix, offsets: np.ndarray | None,
-                Q0: np.ndarray, precondition, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+                Q0: np.ndarray, precondition, names: list[str], rtol: float = RTOL) -> tuple[np.ndarray, np.ndarray]:
     """:func:`newton` for the load cases ``names`` (columns of ``Fq``, start ``Q0``; ``Gq`` = T^T G).  ``offsets``
     (n_dofs, n_cases): the g of u = T q + g per load case, or None.  Returns (Q, Lambda);
     ``uset.info`` gets iterations, line-search steps and engaged counts per load case."""
@@ -161,7 +175,7 @@ def solve_cases(uset, Kq, Gq: sp.csc_matrix, Fq: np.ndarray, T: sp.spmatrix, off
     G = _padded(uset.G, T.shape[0])
     k, h = np.asarray(uset.k, float), np.asarray(uset.h, float)
     Sg = np.asarray(G.T @ offsets) if offsets is not None else np.zeros((G.shape[1], len(names)))
-    Q, Lam, per = newton(Kq, Fq, Gq, Sg, k, h, Q0, precondition)
+    Q, Lam, per = newton(Kq, Fq, Gq, Sg, k, h, Q0, precondition, rtol=rtol)
     uset.info = {"method": "newton", "cases": dict(zip(names, per)), "seconds": time.perf_counter() - t0,
                  "closed": {n: [uset.labels[i] for i in np.flatnonzero(Lam[:, j] > 0) if uset.labels and uset.labels[i]]
                             for j, n in enumerate(names)},
