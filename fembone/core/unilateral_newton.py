@@ -36,6 +36,8 @@ LCP_LIMIT = 200
 #: with a direct solver's factor as preconditioner :data:`RTOL_DIRECT` (as exact as its linear solves, nearly free)
 RTOL = 1e-10
 RTOL_DIRECT = 1e-12
+#: iterations without halving the residual after which a residual below RTOL counts as round-off
+STALL = 3
 MAX_ITER = 60
 #: relative residual to which an iterative solver takes Newton's start (the half-engaged solution)
 NEWTON_START_RTOL = 1e-3
@@ -115,6 +117,8 @@ def newton(Kq, Fq: np.ndarray, Gq: sp.csc_matrix, Sg: np.ndarray, k: np.ndarray,
     nf = np.maximum(np.linalg.norm(Fq, axis=0), 1e-300)
     prev = None
     info = [{"iterations": 0, "line_search": []} for _ in range(nc)]
+    best = np.full(nc, np.inf)  # smallest residual so far, and the iterations since it last halved
+    stalled = np.zeros(nc, int)
     for it in range(max_iter + 1):
         C = -(Gq.T @ Q + Sg) - h[:, None]
         engaged = C > 0
@@ -124,10 +128,15 @@ def newton(Kq, Fq: np.ndarray, Gq: sp.csc_matrix, Sg: np.ndarray, k: np.ndarray,
         same = np.zeros(nc, bool) if prev is None else _settled(engaged, prev, C, Gq, k, 0.1 * rtol * nf)
         # r holds the elements' forces at q itself, so |r| <= rtol |f| is equilibrium whatever the
         # active set did last (elements at zero strain may flip on round-off: a rigid motion)
-        todo = np.flatnonzero(rn > rtol)
+        stalled = np.where(rn < 0.5 * best, 0, stalled + 1)
+        best = np.minimum(best, rn)
+        # below the iterative solvers' target (RTOL) a residual that stops falling has met round-off
+        # (a direct factor aims at RTOL_DIRECT, which an ill-conditioned K may not let it reach)
+        done = (rn <= rtol) | ((rn <= max(rtol, RTOL)) & (stalled >= STALL))
+        todo = np.flatnonzero(~done)
         log.debug("  unilateral Newton %d: residuals %s, engaged %s", it, np.array2string(rn, precision=1),
                   engaged.sum(axis=0).tolist())
-        for j in np.flatnonzero(rn <= rtol):
+        for j in np.flatnonzero(done):
             if "residual" not in info[j]:
                 info[j].update(iterations=it, residual=float(rn[j]), engaged=int(engaged[:, j].sum()))
         if len(todo) == 0:

@@ -106,3 +106,15 @@ def test_elements_at_zero_strain_do_not_stall_newton():
     q, lam, info = newton(K, f, sp.csc_matrix(G), np.zeros((m, 1)), np.ones(m), np.zeros(m), q0,
                           lambda R: R, rtol=1e-12, max_iter=20)
     assert q[4, 0] == pytest.approx(1.0, rel=1e-12) and np.abs(lam).max() < 1e-15 and info[0]["iterations"] <= 3
+
+
+def test_a_residual_at_round_off_below_rtol_is_accepted():
+    """A tolerance no arithmetic reaches (1e-30) on a system whose residual floor is ~1e-16: Newton
+    stops after STALL iterations without progress once below RTOL, instead of failing."""
+    from fembone.core.unilateral_newton import STALL
+
+    K, f, G, k, h = _random_problem(3)
+    Kinv = np.linalg.inv(K)
+    q, lam, info = newton(sp.csr_matrix(K), f[:, None], sp.csc_matrix(G), np.zeros((len(k), 1)), k, h,
+                          np.zeros((len(f), 1)), lambda R: Kinv @ R, rtol=1e-30, max_iter=40)
+    assert info[0]["residual"] < 1e-10 and info[0]["iterations"] <= 12 + STALL
