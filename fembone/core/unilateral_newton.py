@@ -105,7 +105,7 @@ def newton(Kq, Fq: np.ndarray, Gq: sp.csc_matrix, Sg: np.ndarray, k: np.ndarray,
     (:func:`fembone.core.solvers_base._block_pcg`) with ``precondition(R)``, a fixed operator
     on a block (the factor or cycle of K with the elements half engaged), each column with its
     own matrix (:class:`EngagedBlock`): to :data:`ETA_CHANGING` while the active set changes
-    (inexact Newton; Dembo, Eisenstat & Steihaug 1982, SIAM J Numer Anal 19:400), to 0.1 rtol / |r|
+    (inexact Newton; Dembo, Eisenstat & Steihaug 1982, SIAM J Numer Anal 19:400), to 0.5 rtol / |r|
     once it repeats (the step is then exact but for CG)."""
     from fembone.core.solvers_base import _block_pcg
     from fembone.core.solvers_pmg import MKLSparse
@@ -145,7 +145,7 @@ def newton(Kq, Fq: np.ndarray, Gq: sp.csc_matrix, Sg: np.ndarray, k: np.ndarray,
             break
         # while the active set changes a rough step does (the line search keeps descent); once it
         # repeats, the step is the exact one and is solved to the tolerance
-        eta = float(np.min(np.where(same[todo], np.minimum(ETA_CHANGING, 0.1 * rtol / rn[todo]), ETA_CHANGING)))
+        eta = float(np.min(np.where(same[todo], np.minimum(ETA_CHANGING, 0.5 * rtol / rn[todo]), ETA_CHANGING)))
         dQ, cg = _block_pcg(EngagedBlock(Kq, Gq, k, engaged[:, todo]), R[:, todo], precondition, eta, maxiter_cg)
         for c, j in enumerate(todo):
             info[j].setdefault("cg_iterations", []).append(int(cg[c]))
